@@ -1,0 +1,1 @@
+"""What the three services share: event catalogue, event store, messaging, settings, auth."""
