@@ -1,0 +1,271 @@
+"""The consumer runner: feeds a projection from Kafka or the SQL event log, exactly once in effect.
+
+One step: poll a batch; in ONE transaction on the projection's database, skip events already
+processed (by event id), apply the rest, write processed-event rows and the checkpoint; commit;
+then acknowledge to the source (Kafka offsets). A batch that fails is retried event by event
+inside savepoints with bounded retries; an event that keeps failing, or bytes that do not decode,
+go to the dead-letter sink (the `dead_letters` table, and the dead-letter topic on Kafka) and the
+runner goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, delete, insert, select
+
+from shared.config import ServiceSettings
+from shared.db import make_engine
+from shared.events.envelope import EventEnvelope
+from shared.messaging.projection import Projection
+from shared.messaging.schema import checkpoints, dead_letters, processed_events, runner_metadata
+from shared.messaging.sources import Batch, Item, KafkaSource, Source, SqlLogSource
+
+log = logging.getLogger(__name__)
+
+SourceFactory = Callable[[bool], Source]
+
+
+class ProjectionWorker:
+    def __init__(
+        self,
+        projection: Projection,
+        settings: ServiceSettings,
+        *,
+        engine: Engine | None = None,
+        store_engine: Engine | None = None,
+        source_factory: SourceFactory | None = None,
+        max_retries: int = 3,
+        retry_backoff: float = 0.05,
+        poll_timeout: float = 0.2,
+        batch_size: int = 1000,
+    ) -> None:
+        self.projection = projection
+        self.settings = settings
+        self.engine = engine or make_engine(settings.own_database_url)
+        self._store_engine = store_engine
+        self._source_factory = source_factory
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.poll_timeout = poll_timeout
+        self.batch_size = batch_size
+        self._source: Source | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # counters for metrics and tests
+        self.processed = 0
+        self.skipped_duplicates = 0
+        self.retries = 0
+        self.dead_lettered = 0
+        self.last_event_at: datetime | None = None
+        self.last_error: str | None = None
+
+    # --- sources ---------------------------------------------------------------------------
+
+    def _make_source(self, from_beginning: bool) -> Source:
+        if self._source_factory is not None:
+            return self._source_factory(from_beginning)
+        s = self.settings
+        if s.transport == "kafka":
+            from shared.messaging.kafka import ensure_topics
+
+            ensure_topics(s.kafka_bootstrap_servers, (s.kafka_topic, s.kafka_dlq_topic), s.kafka_partitions)
+            return KafkaSource(
+                s.kafka_bootstrap_servers,
+                s.kafka_topic,
+                s.kafka_dlq_topic,
+                self.projection.name,
+                from_beginning=from_beginning,
+            )
+        if self._store_engine is None:
+            self._store_engine = make_engine(s.event_store_url)
+        return SqlLogSource(self._store_engine, self.projection.name, self.batch_size)
+
+    def source(self, from_beginning: bool = False) -> Source:
+        if self._source is None:
+            self._source = self._make_source(from_beginning)
+            with self.engine.begin() as conn:
+                self._source.load(conn)
+        return self._source
+
+    def ensure_schema(self) -> None:
+        """Create the runner's and the projection's tables if missing (tests; prod uses Alembic)."""
+        runner_metadata.create_all(self.engine)
+        self.projection.metadata.create_all(self.engine)
+
+    # --- one step --------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Process one polled batch; returns the number of items handled (0 = nothing new)."""
+        source = self.source()
+        batch = source.poll(self.poll_timeout)
+        if not batch:
+            return 0
+        with self.engine.begin() as conn:
+            self._handle(conn, source, batch)
+            source.record_progress(conn, batch)
+        source.acknowledge()
+        if isinstance(source, SqlLogSource):
+            source.advance(batch)
+        return len(batch)
+
+    def _handle(self, conn: Connection, source: Source, batch: Batch) -> None:
+        name = self.projection.name
+        candidates: dict[str, EventEnvelope] = {}
+        for item in batch.items:
+            if item.envelope is None:
+                self._dead_letter(conn, source, item, item.error or "undecodable")
+            else:
+                candidates.setdefault(item.envelope.event_id, item.envelope)
+        seen = self._already_processed(conn, list(candidates))
+        fresh = [env for eid, env in candidates.items() if eid not in seen]
+        self.skipped_duplicates += len(batch.items) - len(fresh)
+        if not fresh:
+            return
+        try:
+            with conn.begin_nested():
+                self.projection.apply(conn, fresh)
+            done = fresh
+        except Exception as exc:
+            log.warning("projection %s: batch failed, retrying event by event: %r", name, exc)
+            done = self._apply_one_by_one(conn, source, fresh, batch)
+        conn.execute(insert(processed_events), [{"projection": name, "event_id": e.event_id} for e in fresh])
+        self.processed += len(done)
+        self.last_event_at = datetime.now(UTC)
+
+    def _apply_one_by_one(
+        self, conn: Connection, source: Source, fresh: Sequence[EventEnvelope], batch: Batch
+    ) -> list[EventEnvelope]:
+        by_id = {i.envelope.event_id: i for i in batch.items if i.envelope is not None}
+        done: list[EventEnvelope] = []
+        for env in fresh:
+            error = ""
+            for attempt in range(1, self.max_retries + 1):
+                try:
+                    with conn.begin_nested():
+                        self.projection.apply(conn, [env])
+                    done.append(env)
+                    break
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    self.retries += 1
+                    time.sleep(self.retry_backoff * attempt)
+            else:
+                self._dead_letter(conn, source, by_id[env.event_id], error)
+        return done
+
+    def _already_processed(self, conn: Connection, event_ids: list[str]) -> set[str]:
+        seen: set[str] = set()
+        for i in range(0, len(event_ids), 500):
+            chunk = event_ids[i : i + 500]
+            seen.update(
+                conn.execute(
+                    select(processed_events.c.event_id).where(
+                        processed_events.c.projection == self.projection.name,
+                        processed_events.c.event_id.in_(chunk),
+                    )
+                ).scalars()
+            )
+        return seen
+
+    def _dead_letter(self, conn: Connection, source: Source, item: Item, error: str) -> None:
+        name = self.projection.name
+        log.error("projection %s: dead-lettering %s: %s", name, item.origin or item.position, error)
+        source.dead_letter(item, error, name)
+        conn.execute(
+            insert(dead_letters),
+            {
+                "projection": name,
+                "event_id": item.envelope.event_id if item.envelope else None,
+                "origin": item.origin or f"events/{item.position}",
+                "error": error[:4000],
+                "payload": item.raw.decode("utf-8", "replace"),
+                "at": datetime.now(UTC).isoformat(),
+            },
+        )
+        self.dead_lettered += 1
+        self.last_error = error
+
+    # --- loops -----------------------------------------------------------------------------
+
+    def drain(self, timeout: float = 120.0, idle_polls: int = 2) -> int:
+        """Process until the source has nothing new for `idle_polls` polls in a row."""
+        total, idle = 0, 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            n = self.step()
+            total += n
+            if n:
+                idle = 0
+                continue
+            source = self.source()
+            if isinstance(source, KafkaSource) and source.assigned_end_lag() != 0:
+                continue  # not assigned yet, or messages not yet fetched
+            idle += 1
+            if idle >= idle_polls:
+                return total
+        raise TimeoutError(f"projection {self.projection.name} did not catch up in {timeout}s")
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                if self.step() == 0:
+                    self._stop.wait(0.05)
+                backoff = 0.2
+            except Exception as exc:  # database or broker trouble: back off and try again
+                self.last_error = repr(exc)
+                log.warning("projection %s: step failed: %r", self.projection.name, exc)
+                self._reset_source()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self._reset_source()
+
+    def _reset_source(self) -> None:
+        if self._source is not None:
+            try:
+                self._source.close()
+            except Exception:
+                log.debug("closing source failed", exc_info=True)
+            self._source = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name=f"projector-{self.projection.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        else:
+            self._reset_source()
+
+    def lag(self) -> int:
+        return self.source().lag()
+
+
+def reset_projection(worker: ProjectionWorker) -> None:
+    """Forget everything the projection and the runner know, in one transaction."""
+    name = worker.projection.name
+    with worker.engine.begin() as conn:
+        worker.projection.reset(conn)
+        conn.execute(delete(processed_events).where(processed_events.c.projection == name))
+        conn.execute(delete(checkpoints).where(checkpoints.c.projection == name))
+        conn.execute(delete(dead_letters).where(dead_letters.c.projection == name))
+
+
+def replay(projection: Projection, settings: ServiceSettings, *, timeout: float = 3600.0) -> int:
+    """Rebuild a projection from the beginning of the log (the worker must not be running)."""
+    worker = ProjectionWorker(projection, settings)
+    reset_projection(worker)
+    worker.source(from_beginning=True)
+    try:
+        return worker.drain(timeout=timeout)
+    finally:
+        worker.stop()
