@@ -7,8 +7,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "change-me", "dev-secret-change-me", "secret", "changeme"})
-DEV_JWT_SECRET = "dev-secret-change-me"
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "change-me", "changeme", "secret", "dev-secret-change-me", "dev-secret-change-me-not-for-production-use"}
+)
+DEV_JWT_SECRET = "dev-secret-change-me-not-for-production-use"
 
 
 class ServiceSettings(BaseSettings):

@@ -22,9 +22,8 @@ class CountingProjection:
     Raises on a caseworker id starting with "poison", to exercise retries and dead-lettering.
     """
 
-    name = "counting"
-
-    def __init__(self) -> None:
+    def __init__(self, name: str = "counting") -> None:
+        self.name = name
         self.metadata = MetaData()
         self.table = Table(
             "counting",

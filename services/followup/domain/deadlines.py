@@ -1,0 +1,120 @@
+"""Deadlines (frister) and their state at any moment (spec section 4). Pure, no I/O.
+
+State of a deadline at the instant `t`:
+
+- not listed (`None`) before the event that starts it (`t < starts_at`): at that moment nobody
+  could know of it;
+- `met_on_time` / `met_late` once it is met (`met_at <= t`), by comparing `met_at` with `due`;
+- not listed (`None`) once its measure or case has ended (`ended_at <= t`) without it being met:
+  an ended deadline is no longer anybody's work (documented rule; it is kept in the projection
+  with its `ended_at`, and shown under `ended_deadlines` on the case);
+- `overdue` when `due < t`;
+- `due_soon` when `t <= due <= t + 7 days`;
+- `upcoming` when `due > t + 7 days`.
+
+A meeting event after the deadline ended does not meet it (the builder drops such a `met_at`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+from services.followup.domain.calendar import as_utc
+
+DeadlineId = Literal[
+    "acute_assessment",
+    "receipt",
+    "child_conversation",
+    "investigation",
+    "first_follow_up",
+    "follow_up",
+    "supervision_visit",
+    "child_plan",
+]
+DEADLINE_IDS: Final[tuple[str, ...]] = (
+    "acute_assessment",
+    "receipt",
+    "child_conversation",
+    "investigation",
+    "first_follow_up",
+    "follow_up",
+    "supervision_visit",
+    "child_plan",
+)
+DEADLINE_LABELS_DA: Final[dict[str, str]] = {
+    "acute_assessment": "Vurdering inden 24 timer",
+    "receipt": "Kvittering til fagperson",
+    "child_conversation": "Børnesamtale",
+    "investigation": "Børnefaglig undersøgelse",
+    "first_follow_up": "Første opfølgning",
+    "follow_up": "Opfølgning",
+    "supervision_visit": "Tilsynsbesøg",
+    "child_plan": "Barnets plan",
+}
+
+State = Literal["upcoming", "due_soon", "overdue", "met_on_time", "met_late"]
+STATES: Final[tuple[str, ...]] = ("upcoming", "due_soon", "overdue", "met_on_time", "met_late")
+OPEN_STATES: Final[frozenset[str]] = frozenset({"upcoming", "due_soon", "overdue"})
+DUE_SOON_WINDOW: Final[timedelta] = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """One deadline. All instants are aware datetimes in UTC."""
+
+    deadline: str
+    child_id: str
+    starts_at: datetime
+    due: datetime
+    case_id: str | None = None
+    underretning_id: str | None = None
+    measure_id: str | None = None
+    seq: int = 0
+    """Which one of a repeating deadline (the k-th follow-up, visit or investigation), from 0."""
+    team_id: str | None = None
+    """The responsible team: the case's team, else the underretning's."""
+    met_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        return (
+            self.deadline,
+            self.case_id or "",
+            self.underretning_id or "",
+            self.measure_id or "",
+            self.seq,
+        )
+
+    def _met_at_effective(self) -> datetime | None:
+        if self.met_at is None:
+            return None
+        if self.ended_at is not None and self.met_at > self.ended_at:
+            return None
+        return self.met_at
+
+    def state_at(self, t: datetime) -> State | None:
+        """The state at `t`, or `None` when the deadline is not listed at `t` (see module doc)."""
+        t = as_utc(t)
+        if t < self.starts_at:
+            return None
+        met = self._met_at_effective()
+        if met is not None and met <= t:
+            return "met_on_time" if met <= self.due else "met_late"
+        if self.ended_at is not None and self.ended_at <= t:
+            return None
+        if self.due < t:
+            return "overdue"
+        if self.due <= t + DUE_SOON_WINDOW:
+            return "due_soon"
+        return "upcoming"
+
+    def ended_unmet_at(self, t: datetime) -> bool:
+        """Whether at `t` the deadline has ended with its measure or case without being met."""
+        t = as_utc(t)
+        if t < self.starts_at or self.ended_at is None or self.ended_at > t:
+            return False
+        met = self._met_at_effective()
+        return met is None or met > t
