@@ -183,7 +183,7 @@ class ProjectionWorker:
                 "event_id": item.envelope.event_id if item.envelope else None,
                 "origin": item.origin or f"events/{item.position}",
                 "error": error[:4000],
-                "payload": item.raw.decode("utf-8", "replace"),
+                "payload": item.raw,
                 "at": datetime.now(UTC).isoformat(),
             },
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text
 
 runner_metadata = MetaData()
 
@@ -28,6 +28,6 @@ dead_letters = Table(
     Column("event_id", String(36)),
     Column("origin", String(200), nullable=False),
     Column("error", Text, nullable=False),
-    Column("payload", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # the bytes as received (may hold NUL)
     Column("at", String(40), nullable=False),
 )
