@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.config import ServiceSettings
 from shared.db import make_engine
@@ -121,8 +123,8 @@ class ProjectionWorker:
                 self._dead_letter(conn, source, item, item.error or "undecodable")
             else:
                 candidates.setdefault(item.envelope.event_id, item.envelope)
-        seen = self._already_processed(conn, list(candidates))
-        fresh = [env for eid, env in candidates.items() if eid not in seen]
+        claimed = self._claim(conn, list(candidates))
+        fresh = [env for eid, env in candidates.items() if eid in claimed]
         self.skipped_duplicates += len(batch.items) - len(fresh)
         if not fresh:
             return
@@ -133,7 +135,6 @@ class ProjectionWorker:
         except Exception as exc:
             log.warning("projection %s: batch failed, retrying event by event: %r", name, exc)
             done = self._apply_one_by_one(conn, source, fresh, batch)
-        conn.execute(insert(processed_events), [{"projection": name, "event_id": e.event_id} for e in fresh])
         self.processed += len(done)
         self.last_event_at = datetime.now(UTC)
 
@@ -158,19 +159,25 @@ class ProjectionWorker:
                 self._dead_letter(conn, source, by_id[env.event_id], error)
         return done
 
-    def _already_processed(self, conn: Connection, event_ids: list[str]) -> set[str]:
-        seen: set[str] = set()
+    def _claim(self, conn: Connection, event_ids: list[str]) -> set[str]:
+        """Insert processed-event rows, skipping ids already there; returns the ids newly claimed.
+
+        One statement per 500 ids (INSERT .. ON CONFLICT DO NOTHING RETURNING), in the same
+        transaction as the projection's changes: if that transaction rolls back, so do the claims.
+        """
+        insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        claimed: set[str] = set()
+        name = self.projection.name
         for i in range(0, len(event_ids), 500):
             chunk = event_ids[i : i + 500]
-            seen.update(
-                conn.execute(
-                    select(processed_events.c.event_id).where(
-                        processed_events.c.projection == self.projection.name,
-                        processed_events.c.event_id.in_(chunk),
-                    )
-                ).scalars()
+            stmt = (
+                insert_fn(processed_events)
+                .values([{"projection": name, "event_id": eid} for eid in chunk])
+                .on_conflict_do_nothing()
+                .returning(processed_events.c.event_id)
             )
-        return seen
+            claimed.update(conn.execute(stmt).scalars())
+        return claimed
 
     def _dead_letter(self, conn: Connection, source: Source, item: Item, error: str) -> None:
         name = self.projection.name
