@@ -129,6 +129,13 @@ start() {
         if port_open "$port"; then
             die "port 127.0.0.1:$port is already in use by another process"
         fi
+        if [[ -f "$pgdata/postmaster.pid" ]]; then
+            # left by a killed postmaster; its pid may still be an unreaped zombie, which postgres would
+            # take for a live server
+            log "removing stale $pgdata/postmaster.pid"
+            rm -f "$pgdata/postmaster.pid"
+        fi
+        rm -f "$sockdir"/.s.PGSQL.*
         mkdir -p "$sockdir"
         if [[ $EUID -eq 0 ]]; then
             chown -R "$RUN_USER:" "$dir"
@@ -197,7 +204,14 @@ wait_gone() {
     done
 }
 
-children_of() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true; }
+# pids whose parent is $1 (from /proc, no procps needed)
+children_of() {
+    local d
+    for d in /proc/[0-9]*; do
+        [[ "$(awk '/^PPid:/ {print $2; exit}' "$d/status" 2>/dev/null)" == "$1" ]] && echo "${d#/proc/}"
+    done
+    return 0
+}
 
 kill_tree() {
     local pid="$1" kids k

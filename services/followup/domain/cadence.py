@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from typing import Any
 
-from shared.events.codes import FOSTER_FAMILY_TYPES
 from services.followup.domain.calendar import Period, add_months, as_utc
+from shared.events.codes import FOSTER_FAMILY_TYPES
 
 LEGAL_FIRST_FOLLOW_UP = Period(3, "months")
 """§ 95: the first follow-up at the latest 3 months after the measure started."""
@@ -102,7 +102,8 @@ class CadenceProfile:
                 changes[name] = _period_from_json(name, doc[name])
         if "child_conversation_days" in doc:
             days = doc["child_conversation_days"]
-            if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 366):
+            bad = isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 366
+            if days is not None and bad:
                 raise ValueError("child_conversation_days must be an integer from 0 to 366, or null")
             changes["child_conversation_days"] = days
         if "foster_family_types" in doc:

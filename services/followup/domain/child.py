@@ -26,11 +26,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from functools import partial
-from typing import Literal, Protocol
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
+from services.followup.domain.cadence import ProfileLookup, default_lookup, exemption_applies
+from services.followup.domain.calendar import as_utc
+from services.followup.domain.deadlines import Deadline
+from services.followup.domain.model import (
+    Assignment,
+    Case,
+    ChildPicture,
+    FollowUp,
+    Investigation,
+    Measure,
+    Underretning,
+    WaitlistEntry,
+)
+from services.followup.domain.rules import DefaultRules, RuleSettings, case_deadlines, underretning_deadlines
 from shared.events.catalogue import (
     CaseClosed,
     CaseOpened,
@@ -49,24 +61,7 @@ from shared.events.catalogue import (
     WaitlistEntered,
     WaitlistLeft,
 )
-from shared.events.codes import ABUSE_REASONS
 from shared.events.envelope import EventEnvelope
-from services.followup.domain.cadence import (
-    ProfileLookup,
-    default_lookup,
-    exemption_applies,
-    first_follow_up_due,
-    next_follow_up_due,
-)
-from services.followup.domain.calendar import (
-    add_months,
-    as_utc,
-    end_of_day,
-    local_date,
-    nth_working_day_after,
-    plus_hours,
-)
-from services.followup.domain.deadlines import Deadline
 
 # --------------------------------------------------------------------------- the builder
 
@@ -110,7 +105,7 @@ class _Facts:
         if case_id is not None:
             self.case_ids.setdefault(case_id, None)
 
-    def add(self, at: datetime, p: object) -> None:  # noqa: C901 - one branch per event type
+    def add(self, at: datetime, p: object) -> None:
         if isinstance(p, UnderretningReceived):
             self.received.setdefault(p.underretning_id, (at, p))
             self.see_case(p.case_id)
@@ -160,11 +155,6 @@ def _first_at_or_after(times: Iterable[datetime], start: datetime | None) -> dat
     return None
 
 
-def _earliest_end(*ends: datetime | None) -> datetime | None:
-    present = [e for e in ends if e is not None]
-    return min(present) if present else None
-
-
 def project_child(
     events: Iterable[EventEnvelope],
     profile_lookup: ProfileLookup = default_lookup,
@@ -172,7 +162,7 @@ def project_child(
 ) -> ChildPicture:
     """The follow-up picture of one child (one stream) from the set of its events."""
     rules: RuleSettings = settings if settings is not None else DefaultRules()
-    ordered = sorted(events, key=sort_key)
+    ordered = sorted({env.event_id: env for env in events}.values(), key=sort_key)  # a set: by event id
     if not ordered:
         raise ValueError("project_child needs at least one event")
     streams = {env.stream_id for env in ordered}
@@ -185,21 +175,22 @@ def project_child(
     for env in ordered:
         facts.add(as_utc(env.occurred_at), env.payload)
 
-    cases_partial = _build_cases(facts, municipality, child_id)
+    cases_partial = _build_cases(facts, municipality, child_id, profile_lookup)
     underretninger = _build_underretninger(facts, cases_partial)
     by_case: defaultdict[str, list[str]] = defaultdict(list)
     for u in sorted(underretninger.values(), key=lambda u: (u.received_at, u.underretning_id)):
         if u.case_id is not None:
             by_case[u.case_id].append(u.underretning_id)
     cases = {
-        cid: _with_underretninger(case, tuple(by_case.get(cid, ()))) for cid, case in cases_partial.items()
+        cid: replace(case, underretning_ids=tuple(by_case.get(cid, ())))
+        for cid, case in cases_partial.items()
     }
 
     deadlines: list[Deadline] = []
     for u in underretninger.values():
-        deadlines.extend(_underretning_deadlines(u, cases, municipality, child_id, profile_lookup, rules))
+        deadlines.extend(underretning_deadlines(u, cases, municipality, child_id, profile_lookup, rules))
     for case in cases.values():
-        deadlines.extend(_case_deadlines(case, municipality, child_id, profile_lookup))
+        deadlines.extend(case_deadlines(case, municipality, child_id, profile_lookup))
     deadlines.sort(key=lambda d: (d.due, d.key))
 
     return ChildPicture(
@@ -213,28 +204,14 @@ def project_child(
     )
 
 
-def _with_underretninger(case: Case, underretning_ids: tuple[str, ...]) -> Case:
-    return Case(
-        case_id=case.case_id,
-        municipality=case.municipality,
-        child_id=case.child_id,
-        team_id=case.team_id,
-        opened_at=case.opened_at,
-        closed_at=case.closed_at,
-        opened_for_underretning_id=case.opened_for_underretning_id,
-        assignments=case.assignments,
-        underretning_ids=underretning_ids,
-        investigations=case.investigations,
-        measures=case.measures,
-        waitlist=case.waitlist,
-        child_plans=case.child_plans,
-    )
-
-
-def _build_cases(facts: _Facts, municipality: str, child_id: str) -> dict[str, Case]:
+def _build_cases(
+    facts: _Facts, municipality: str, child_id: str, profile_lookup: ProfileLookup
+) -> dict[str, Case]:
     measures_by_case: defaultdict[str, list[Measure]] = defaultdict(list)
     for measure_id, (started_at, started) in facts.measure_started.items():
-        measures_by_case[started.case_id].append(_build_measure(facts, measure_id, started_at, started))
+        measures_by_case[started.case_id].append(
+            _build_measure(facts, measure_id, started_at, started, profile_lookup, municipality)
+        )
 
     cases: dict[str, Case] = {}
     for case_id in facts.case_ids:
@@ -258,7 +235,9 @@ def _build_cases(facts: _Facts, municipality: str, child_id: str) -> dict[str, C
             investigations=_build_investigations(
                 facts.inv_started.get(case_id, []), facts.inv_completed.get(case_id, [])
             ),
-            measures=tuple(sorted(measures_by_case.get(case_id, []), key=lambda m: (m.started_at, m.measure_id))),
+            measures=tuple(
+                sorted(measures_by_case.get(case_id, []), key=lambda m: (m.started_at, m.measure_id))
+            ),
             waitlist=_build_waitlist(facts.waitlist.get(case_id, [])),
             child_plans=tuple(facts.plans.get(case_id, [])),
         )
@@ -269,7 +248,9 @@ def _build_assignments(assigned: list[tuple[datetime, str]]) -> tuple[Assignment
     result: list[Assignment] = []
     previous: str | None = None
     for at, caseworker_id in assigned:
-        result.append(Assignment(caseworker_id, at, change=previous is not None and caseworker_id != previous))
+        result.append(
+            Assignment(caseworker_id, at, change=previous is not None and caseworker_id != previous)
+        )
         previous = caseworker_id
     return tuple(result)
 
@@ -316,7 +297,14 @@ def _build_waitlist(
     return tuple(result)
 
 
-def _build_measure(facts: _Facts, measure_id: str, started_at: datetime, started: MeasureStarted) -> Measure:
+def _build_measure(
+    facts: _Facts,
+    measure_id: str,
+    started_at: datetime,
+    started: MeasureStarted,
+    profile_lookup: ProfileLookup,
+    municipality: str,
+) -> Measure:
     ended = next(((at, p) for at, p in facts.measure_ended.get(measure_id, []) if at >= started_at), None)
     ended_at = ended[0] if ended else None
 
@@ -329,6 +317,17 @@ def _build_measure(facts: _Facts, measure_id: str, started_at: datetime, started
         if in_run(at)
     )
     visits = tuple(at for at in facts.visits.get(measure_id, []) if in_run(at))
+    exempt_since = next(
+        (
+            f.held_at
+            for f in follow_ups
+            if f.stable_placement_exemption
+            and exemption_applies(
+                profile_lookup(municipality, f.held_at), started.placement, started.measure_type
+            )
+        ),
+        None,
+    )
     return Measure(
         measure_id=measure_id,
         case_id=started.case_id,
@@ -342,6 +341,7 @@ def _build_measure(facts: _Facts, measure_id: str, started_at: datetime, started
         end_reason=ended[1].reason if ended else None,
         follow_ups=follow_ups,
         supervision_visits=visits,
+        exempt_since=exempt_since,
     )
 
 
@@ -349,11 +349,11 @@ def _build_underretninger(facts: _Facts, cases: Mapping[str, Case]) -> dict[str,
     """Spec section 3: its own `case_id`; else the case whose `CaseOpened` names it; else the
     child's case open when it is received; else none (yet)."""
     named_by_opening: dict[str, tuple[datetime, str]] = {}
-    for case_id, (at, opened) in facts.opened.items():
+    for opened_case_id, (at, opened) in facts.opened.items():
         if opened.underretning_id is not None:
             current = named_by_opening.get(opened.underretning_id)
-            if current is None or (at, case_id) < current:
-                named_by_opening[opened.underretning_id] = (at, case_id)
+            if current is None or (at, opened_case_id) < current:
+                named_by_opening[opened.underretning_id] = (at, opened_case_id)
 
     result: dict[str, Underretning] = {}
     for uid, (received_at, p) in facts.received.items():
@@ -394,14 +394,4 @@ def _conversation_for(facts: _Facts, uid: str, case_id: str | None, received_at:
                 return at
         elif case_id is not None and p.case_id == case_id and at >= received_at:
             return at
-    return None
-
-
-def exempt_since(m: Measure, profile_lookup: ProfileLookup, municipality: str) -> datetime | None:
-    """When the first applicable stable-placement exemption was given on the measure."""
-    for f in m.follow_ups:
-        if f.stable_placement_exemption and exemption_applies(
-            profile_lookup(municipality, f.held_at), m.placement, m.measure_type
-        ):
-            return f.held_at
     return None

@@ -201,5 +201,3 @@ class ChildPicture:
 
     def deadlines_of_case(self, case_id: str) -> tuple[Deadline, ...]:
         return tuple(d for d in self.deadlines if d.case_id == case_id)
-
-

@@ -7,11 +7,11 @@ leaves open and how they are decided.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
 
-from shared.events.codes import ABUSE_REASONS
 from services.followup.domain.cadence import (
     ProfileLookup,
     exemption_applies,
@@ -27,6 +27,7 @@ from services.followup.domain.calendar import (
 )
 from services.followup.domain.deadlines import Deadline
 from services.followup.domain.model import Case, Measure, Underretning
+from shared.events.codes import ABUSE_REASONS
 
 ACUTE_ASSESSMENT_HOURS = 24
 RECEIPT_WORKING_DAYS = 6
@@ -45,7 +46,6 @@ class RuleSettings(Protocol):
 @dataclass(frozen=True, slots=True)
 class DefaultRules:
     child_conversation_days: int = 7
-
 
 
 def _earliest_end(*ends: datetime | None) -> datetime | None:
@@ -87,7 +87,7 @@ def _deadline(
     )
 
 
-def _underretning_deadlines(
+def underretning_deadlines(
     u: Underretning,
     cases: Mapping[str, Case],
     municipality: str,
@@ -119,7 +119,7 @@ def _underretning_deadlines(
                 due=end_of_day(nth_working_day_after(received_day, RECEIPT_WORKING_DAYS)),
                 met_at=u.receipt_sent_at,
                 ended_at=ended_at,
-                )
+            )
         )
     if ABUSE_REASONS.intersection(u.reasons):
         profile = profile_lookup(municipality, u.received_at)
@@ -133,12 +133,12 @@ def _underretning_deadlines(
                 due=end_of_day(received_day + timedelta(days=days)),
                 met_at=u.child_conversation_at,
                 ended_at=ended_at,
-                )
+            )
         )
     return result
 
 
-def _case_deadlines(
+def case_deadlines(
     case: Case, municipality: str, child_id: str, profile_lookup: ProfileLookup
 ) -> list[Deadline]:
     result: list[Deadline] = []
@@ -208,7 +208,7 @@ def _measure_deadlines(
                 met_at=follow_ups[k + 1].held_at if k + 1 < len(follow_ups) else None,
                 ended_at=end,
                 seq=k,
-                )
+            )
         )
 
     if m.placement:
@@ -223,7 +223,7 @@ def _measure_deadlines(
                     met_at=visits[k] if k < len(visits) else None,
                     ended_at=end,
                     seq=k,
-                        )
+                )
             )
         due = end_of_day(start_day)
         on_time = [p for p in case.child_plans if p <= due]
@@ -235,8 +235,6 @@ def _measure_deadlines(
                 due=due,
                 met_at=on_time[-1] if on_time else (late[0] if late else None),
                 ended_at=end,
-                )
+            )
         )
     return result
-
-

@@ -1,0 +1,56 @@
+# GNU make. `make run` / `make run-kafka` / `make test` as in docs (domain contract, section 9).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV       := .venv
+PY         := $(VENV)/bin/python
+PYTHON     ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+# test-only packages not (yet) in pyproject's dev extra
+EXTRA_DEV  := pyyaml==6.0.3
+PYTEST_ARGS ?=
+
+.PHONY: help install test lint run run-kafka kafka-libs clean-run
+
+help:
+	@echo "make install    create $(VENV) (Python 3.11), install the project with its dev extra, fetch the Kafka jars"
+	@echo "make test       the whole test suite (real Kafka and PostgreSQL included), then ruff and mypy"
+	@echo "make lint       ruff and mypy"
+	@echo "make run        the three services on 127.0.0.1:8001/8002/8003 with the embedded default (SQLite)"
+	@echo "make run-kafka  the same over a local Kafka broker and PostgreSQL started under .run/"
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "python3.11 not found (Debian: apt-get install -y python3.11 python3.11-venv)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# reinstalls when pyproject.toml changes
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]' $(EXTRA_DEV)
+	@touch $@
+
+kafka-libs:
+	deploy/kafka/kafka.sh fetch
+
+install: $(VENV)/.installed kafka-libs
+
+test: install
+	@rc=0; $(VENV)/bin/pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests (exit code 5)" >&2; fi; \
+	exit $$rc
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared services
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared services
+
+run: install
+	deploy/run-local.sh sql
+
+run-kafka: install
+	deploy/run-local.sh kafka
+
+clean-run:
+	-deploy/kafka/kafka.sh stop .run/kafka
+	-deploy/postgres/pg.sh stop .run/postgres
+	rm -rf .run

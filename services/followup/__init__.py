@@ -1,0 +1,1 @@
+"""Follow-up service: case state, legal deadlines, municipal cadences, caseload and worklists."""

@@ -1,0 +1,105 @@
+"""The follow-up service's command line.
+
+    python -m services.followup migrate   create the service's tables in its own database
+    python -m services.followup serve     the HTTP API on HOST:PORT (default 127.0.0.1:8002), with the
+                                          projection worker unless RUN_WORKER=false
+    python -m services.followup work      the projection worker alone, until SIGTERM / Ctrl-C
+    python -m services.followup replay    rebuild the projection from the start of the event log
+                                          (stop the worker first); cadence profiles are kept
+
+Settings come from the environment (services/followup/config.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from services.followup.config import Settings
+
+
+def cmd_migrate(settings: Settings) -> int:
+    from services.followup.app import create_tables
+    from shared.db import make_engine
+
+    engine = make_engine(settings.own_database_url)
+    create_tables(engine)
+    engine.dispose()
+    print("followup: tables are in place", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(settings: Settings) -> int:
+    import uvicorn
+
+    from services.followup.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep the JSON logging of shared.logs
+    )
+    return 0
+
+
+def cmd_work(settings: Settings) -> int:
+    from services.followup.projection import FollowupProjection
+    from shared.messaging.runner import ProjectionWorker
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker = ProjectionWorker(FollowupProjection(settings), settings)
+    worker.start()
+    print("followup: projection worker running", file=sys.stderr)
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+    print(f"followup: worker stopped after {worker.processed} events", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(settings: Settings) -> int:
+    from services.followup.projection import FollowupProjection
+    from shared.db import make_engine
+    from shared.messaging.runner import replay
+
+    # Deferred: the replay only stores the events; each child is then derived once, not per batch.
+    projection = FollowupProjection(settings, deferred=True)
+    count = replay(projection, settings)
+    engine = make_engine(settings.own_database_url)
+    children = FollowupProjection(settings).flush(engine)
+    engine.dispose()
+    print(f"followup: replayed {count} events, derived {children} children", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"migrate": cmd_migrate, "serve": cmd_serve, "work": cmd_work, "replay": cmd_replay}
+
+
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
+    """Run a command. `settings` (tests) replaces the environment and leaves logging alone."""
+    parser = argparse.ArgumentParser(prog="python -m services.followup", description="The follow-up service.")
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    args = parser.parse_args(argv)
+    if settings is None:
+        settings = Settings()  # type: ignore[call-arg]  # read from the environment
+        from shared.logs import configure_logging
+
+        configure_logging("followup", settings.log_level)
+    return COMMANDS[args.command](settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

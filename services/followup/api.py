@@ -1,0 +1,309 @@
+"""HTTP endpoints of the follow-up service (spec section 7): a case, the deadline worklist, the
+caseload, and the municipality's cadence profile (for the `chef`).
+
+Every endpoint requires a bearer token; the scope is enforced with `shared.auth`; every read of
+case-level data about children writes one audit entry per child (`shared.audit.write_audit`) in
+the same transaction as the read.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+
+from services.followup.domain.cadence import HERNING, ProfileChange, ProfileTimeline
+from services.followup.domain.calendar import TZ
+from services.followup.domain.deadlines import DEADLINE_LABELS_DA, STATES
+from services.followup.domain.views import case_view, deadline_view, iso
+from services.followup.projection import FollowupProjection, load_profile_changes, record_profile_change
+from services.followup.queries import caseload, find_case, worklist
+from shared.audit import write_audit
+from shared.auth import CurrentPrincipal, Principal, authorize_scope, can_see_case, require_role
+
+SERVICE = "followup"
+MUNICIPALITY = r"^[0-9]{3}$"
+_SPACE_FOR_PLUS = re.compile(r" (\d{2}(:?\d{2})?)$")
+
+MunicipalityQ = Annotated[
+    str, Query(pattern=MUNICIPALITY, description="DST kommunekode, three digits, e.g. `657`")
+]
+AtQ = Annotated[
+    str | None,
+    Query(
+        description="The moment to evaluate at (ISO 8601, e.g. `2026-11-20T12:00:00+01:00`); default now. "
+        "Without an offset it is Copenhagen time; a date alone is its 00:00 Copenhagen time.",
+        max_length=64,
+    ),
+]
+TeamQ = Annotated[str | None, Query(min_length=1, max_length=200)]
+CaseworkerQ = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    return HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+
+
+def parse_at(raw: str | None) -> datetime:
+    """The `at` parameter as an aware UTC instant (default now). Bad values: 422."""
+    if raw is None or not raw.strip():
+        return datetime.now(UTC)
+    text = raw.strip()
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        try:  # an unencoded '+' of the offset arrives as a space
+            at = datetime.fromisoformat(_SPACE_FOR_PLUS.sub(r"+\1", text))
+        except ValueError:
+            raise _unprocessable("at: not an ISO 8601 date-time, e.g. 2026-11-20T12:00:00+01:00") from None
+    if not 1900 <= at.year <= 2200:
+        raise _unprocessable("at: year out of range")
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=TZ)
+    return at.astimezone(UTC)
+
+
+def parse_states(raw: list[str] | None) -> tuple[str, ...]:
+    if not raw:
+        return STATES
+    wanted: list[str] = []
+    for part in raw:
+        for state in part.split(","):
+            state = state.strip()
+            if not state:
+                continue
+            if state not in STATES:
+                raise _unprocessable(f"state: unknown state {state!r}; one of {', '.join(STATES)}")
+            wanted.append(state)
+    return tuple(dict.fromkeys(wanted)) or STATES
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _projection(request: Request) -> FollowupProjection:
+    projection: FollowupProjection = request.app.state.projection
+    return projection
+
+
+def _forbidden(detail: str) -> HTTPException:
+    return HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=detail)
+
+
+def _case_roles(principal: Principal, municipality: str) -> None:
+    if municipality != principal.municipality:
+        raise _forbidden("this municipality is outside your credentials")
+    if principal.role not in ("chef", "teamleder", "sagsbehandler"):
+        raise _forbidden(f"role {principal.role} may not see cases")
+
+
+# --------------------------------------------------------------------------- profiles API models
+
+
+class ProfileUpdate(BaseModel):
+    """A change of the municipality's cadence profile and/or caseload target.
+
+    `profile` may name only the fields to change; each period is `{"amount": N, "unit":
+    "days"|"weeks"|"months"}` or `null` (no municipal rule: the law alone).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "profile": {"non_placement_then": {"amount": 2, "unit": "months"}},
+                    "caseload_target": 22,
+                }
+            ]
+        },
+    )
+
+    profile: dict[str, Any] | None = None
+    caseload_target: int | None = Field(None, ge=1, le=1000)
+
+
+def _profile_doc(
+    timeline: ProfileTimeline, changes: list[ProfileChange], municipality: str
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    current = timeline.change_at(municipality, now)
+    return {
+        "municipality": municipality,
+        "profile": (current.profile if current else HERNING).to_json(),
+        "caseload_target": timeline.target(municipality, now),
+        "default": current is None,
+        "changed_at": iso(current.changed_at) if current else None,
+        "changed_by": current.changed_by if current else None,
+        "history": [
+            {
+                "changed_at": iso(c.changed_at),
+                "changed_by": c.changed_by,
+                "profile": c.profile.to_json(),
+                "caseload_target": c.caseload_target,
+            }
+            for c in changes
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- router
+
+
+def followup_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/cases/{case_id}", tags=["cases"], summary="A case as of a moment, with its deadlines")
+    def get_case(
+        request: Request,
+        principal: CurrentPrincipal,
+        case_id: Annotated[str, Path(min_length=1, max_length=200)],
+        municipality: MunicipalityQ,
+        at: AtQ = None,
+    ) -> dict[str, Any]:
+        t = parse_at(at)
+        _case_roles(principal, municipality)
+        with _engine(request).begin() as conn:
+            row = find_case(conn, municipality, case_id)
+            if row is None:
+                raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="no such case")
+            if not can_see_case(principal, municipality, row.team_id, row.caseworker_id):
+                raise _forbidden("this case is outside your scope")
+            picture = _projection(request).picture(conn, row.stream_id)
+            if picture is None or case_id not in picture.cases:
+                raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="no such case")
+            view = case_view(picture, case_id, t)
+            write_audit(conn, principal, [picture.child_id], "GET /cases/{case_id}", SERVICE)
+        return view
+
+    @router.get("/deadlines", tags=["deadlines"], summary="The deadline worklist at a moment")
+    def get_deadlines(
+        request: Request,
+        principal: CurrentPrincipal,
+        municipality: MunicipalityQ,
+        team_id: TeamQ = None,
+        caseworker_id: CaseworkerQ = None,
+        state: Annotated[
+            list[str] | None,
+            Query(description="Comma-separated (or repeated): " + ", ".join(STATES) + "; default all"),
+        ] = None,
+        at: AtQ = None,
+        limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    ) -> dict[str, Any]:
+        t = parse_at(at)
+        states = parse_states(state)
+        if principal.role == "sagsbehandler" and caseworker_id is None:
+            caseworker_id = principal.caseworker_id  # a caseworker's worklist is their own
+        authorize_scope(principal, municipality, team_id, caseworker_id, purpose="cases")
+        teams: frozenset[str] | None = None
+        if team_id is not None:
+            teams = frozenset({team_id})
+        elif principal.role == "teamleder":
+            teams = principal.teams
+        with _engine(request).begin() as conn:
+            rows = worklist(
+                conn, municipality, t, teams=teams, caseworker_id=caseworker_id, states=states, limit=limit
+            )
+            items = []
+            for r in rows:
+                doc = deadline_view(r.deadline, t, r.caseworker_id)
+                doc["state"] = r.state
+                items.append(doc)
+            write_audit(conn, principal, [r.deadline.child_id for r in rows], "GET /deadlines", SERVICE)
+        return {
+            "municipality": municipality,
+            "at": iso(t),
+            "scope": {"team_id": team_id, "caseworker_id": caseworker_id, "states": list(states)},
+            "labels": DEADLINE_LABELS_DA,
+            "count": len(items),
+            "deadlines": items,
+        }
+
+    @router.get("/caseload", tags=["caseload"], summary="Open cases per caseworker at a moment")
+    def get_caseload(
+        request: Request,
+        principal: CurrentPrincipal,
+        municipality: MunicipalityQ,
+        team_id: TeamQ = None,
+        at: AtQ = None,
+    ) -> dict[str, Any]:
+        t = parse_at(at)
+        own = principal.caseworker_id if principal.role == "sagsbehandler" else None
+        authorize_scope(principal, municipality, team_id, own, purpose="cases")
+        teams: frozenset[str] | None = None
+        if team_id is not None:
+            teams = frozenset({team_id})
+        elif principal.role == "teamleder":
+            teams = principal.teams
+        with _engine(request).connect() as conn:
+            counts = caseload(conn, municipality, t, teams=teams)
+            target = _projection(request).timeline(conn, [municipality]).target(municipality, t)
+        if own is not None:
+            counts = {own: counts.get(own, 0)}
+        return {
+            "municipality": municipality,
+            "at": iso(t),
+            "scope": {"team_id": team_id},
+            "target": target,
+            "caseworkers": [
+                {"caseworker_id": cw, "open_cases": n, "target": target, "over_target": n > target}
+                for cw, n in sorted(counts.items())
+            ],
+        }
+
+    @router.get("/profiles/{municipality}", tags=["profiles"], summary="Cadence profile and caseload target")
+    def get_profile(
+        request: Request,
+        principal: CurrentPrincipal,
+        municipality: Annotated[str, Path(pattern=MUNICIPALITY)],
+    ) -> dict[str, Any]:
+        require_role(principal, "chef")
+        authorize_scope(principal, municipality, purpose="cases")
+        projection = _projection(request)
+        with _engine(request).connect() as conn:
+            changes = load_profile_changes(conn, [municipality])
+        return _profile_doc(
+            ProfileTimeline(changes, projection.settings.caseload_target), changes, municipality
+        )
+
+    @router.put("/profiles/{municipality}", tags=["profiles"], summary="Change the cadence profile / target")
+    def put_profile(
+        request: Request,
+        principal: CurrentPrincipal,
+        municipality: Annotated[str, Path(pattern=MUNICIPALITY)],
+        body: ProfileUpdate,
+    ) -> dict[str, Any]:
+        require_role(principal, "chef")
+        authorize_scope(principal, municipality, purpose="cases")
+        if body.profile is None and body.caseload_target is None:
+            raise _unprocessable("give a profile, a caseload_target, or both")
+        projection = _projection(request)
+        now = datetime.now(UTC)
+        with _engine(request).begin() as conn:
+            timeline = projection.timeline(conn, [municipality])
+            base = timeline.profile(municipality, now)
+            try:
+                profile = base if body.profile is None else type(base).from_json(body.profile, base)
+            except (ValueError, TypeError) as exc:
+                raise _unprocessable(f"profile: {exc}") from None
+            change = ProfileChange(
+                municipality=municipality,
+                changed_at=now,
+                changed_by=principal.sub,
+                profile=profile,
+                caseload_target=body.caseload_target or timeline.target(municipality, now),
+            )
+            record_profile_change(conn, change)
+            projection.reproject_since(conn, municipality, now)
+            changes = load_profile_changes(conn, [municipality])
+        return _profile_doc(
+            ProfileTimeline(changes, projection.settings.caseload_target), changes, municipality
+        )
+
+    return router

@@ -1,0 +1,103 @@
+"""The follow-up HTTP service (and, unless `RUN_WORKER=false`, its projection worker)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, MetaData, inspect, text
+
+from services.followup.api import followup_router
+from services.followup.config import Settings
+from services.followup.projection import FollowupProjection
+from services.followup.tables import metadata as followup_metadata
+from shared.audit import audit_metadata, audit_router
+from shared.db import make_engine
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Case state, legal deadlines (frister) and caseload for the children's department.
+
+The follow-up projection keeps every child's events and derives each case's phase, caseworker
+(with history), underretninger, investigations, measures, waiting lists and every deadline of
+Barnets Lov that applies (spec section 4), evaluated at any moment with `at`. Municipal follow-up
+cadences (Herning's by default) and the caseload target are set per municipality by the `chef`
+(`/profiles/{municipality}`), each change kept with who and when."""
+
+
+def all_metadata() -> list[MetaData]:
+    """Every table the service needs in its own database (the runner's checkpoints included)."""
+    from shared.messaging.schema import runner_metadata
+
+    return [followup_metadata, audit_metadata, runner_metadata]
+
+
+def create_tables(engine: Engine) -> None:
+    for md in all_metadata():
+        md.create_all(engine)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()  # type: ignore[call-arg]  # read from the environment
+    engine = make_engine(settings.own_database_url)
+    if settings.auto_create_tables:
+        create_tables(engine)
+    projection = FollowupProjection(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.run_worker:
+            from shared.messaging.runner import ProjectionWorker
+
+            worker = ProjectionWorker(FollowupProjection(settings), settings, engine=engine)
+            worker.start()
+            app.state.worker = worker
+            log.info("followup: projection worker started")
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            engine.dispose()
+
+    app = FastAPI(title="Follow-up", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.projection = projection
+    app.state.worker = None
+
+    @app.get("/health", tags=["health"], summary="Liveness (no authentication)")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "service": "followup"}
+
+    @app.get("/ready", tags=["health"], summary="Readiness: the database answers and has the tables")
+    def ready(request: Request) -> Any:
+        try:
+            with request.app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                missing = [t for t in followup_metadata.tables if not inspect(conn).has_table(t)]
+        except Exception as exc:  # the database is down or unreachable
+            log.warning("followup: not ready: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "reason": "database unreachable"}, status_code=503)
+        if missing:
+            return JSONResponse(
+                {"status": "unavailable", "reason": "tables missing; run migrate"}, status_code=503
+            )
+        worker = request.app.state.worker
+        doc: dict[str, Any] = {"status": "ready", "service": "followup"}
+        if worker is not None:
+            doc["worker"] = {
+                "processed": worker.processed,
+                "dead_lettered": worker.dead_lettered,
+                "last_error": worker.last_error,
+            }
+        return doc
+
+    app.include_router(followup_router())
+    app.include_router(audit_router("followup"))
+    return app

@@ -1,0 +1,286 @@
+"""The follow-up projection: keeps every child's events and re-derives the child's rows from them.
+
+`apply` stores the new events in `fu_events`, then, for every child (stream) touched by the batch,
+loads ALL of that child's events, runs the pure `project_child` and replaces the child's rows in
+`fu_cases`, `fu_deadlines` and `fu_assignments`. The rows are therefore a function of the set of
+events, whatever order or batching they arrived in, and the same after a replay.
+
+Deferred mode (`FollowupProjection(settings, deferred=True)`, for a replay): `apply` only stores the
+events and marks their children in `fu_dirty`; `flush` then derives every marked child once, instead
+of once per batch the child appears in. Marked children are also derived by the next ordinary
+`apply`, so an interrupted replay cannot leave stale rows behind for good.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select
+
+from services.followup.config import Settings
+from services.followup.domain.cadence import CadenceProfile, ProfileChange, ProfileTimeline
+from services.followup.domain.calendar import as_utc
+from services.followup.domain.child import project_child
+from services.followup.domain.model import ChildPicture
+from services.followup.domain.views import case_view
+from services.followup.tables import (
+    DERIVED_TABLES,
+    fu_assignments,
+    fu_cases,
+    fu_deadlines,
+    fu_dirty,
+    fu_events,
+    fu_profiles,
+    metadata,
+)
+from shared.events.envelope import EventEnvelope
+
+CHUNK = 500
+
+
+def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def load_profile_changes(
+    conn: Connection, municipalities: Iterable[str] | None = None
+) -> list[ProfileChange]:
+    stmt = select(fu_profiles).order_by(fu_profiles.c.changed_at, fu_profiles.c.id)
+    if municipalities is not None:
+        stmt = stmt.where(fu_profiles.c.municipality.in_(sorted(set(municipalities))))
+    return [
+        ProfileChange(
+            municipality=row.municipality,
+            changed_at=as_utc(row.changed_at),
+            changed_by=row.changed_by,
+            profile=CadenceProfile.from_json(json.loads(row.profile)),
+            caseload_target=row.caseload_target,
+        )
+        for row in conn.execute(stmt)
+    ]
+
+
+def record_profile_change(conn: Connection, change: ProfileChange) -> None:
+    conn.execute(
+        insert(fu_profiles),
+        {
+            "municipality": change.municipality,
+            "changed_at": as_utc(change.changed_at),
+            "changed_by": change.changed_by,
+            "profile": json.dumps(change.profile.to_json(), sort_keys=True),
+            "caseload_target": change.caseload_target,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- the projection
+
+
+class FollowupProjection:
+    """The `Projection` (shared.messaging.projection) of the follow-up service."""
+
+    name = "followup"
+    metadata = metadata
+
+    def __init__(self, settings: Settings | None = None, *, deferred: bool = False) -> None:
+        self.settings = settings or Settings()  # type: ignore[call-arg]  # read from the environment
+        self.deferred = deferred
+
+    # --- Projection protocol -------------------------------------------------------------
+
+    def apply(self, conn: Connection, events: Sequence[EventEnvelope]) -> None:
+        if not events:
+            return
+        batch = {env.event_id: env for env in events}
+        known: set[str] = set()
+        for chunk in _chunks(list(batch)):
+            known.update(
+                conn.execute(select(fu_events.c.event_id).where(fu_events.c.event_id.in_(chunk))).scalars()
+            )
+        rows = [
+            {
+                "event_id": env.event_id,
+                "stream_id": env.stream_id,
+                "municipality": env.municipality,
+                "occurred_at": as_utc(env.occurred_at),
+                "body": json.dumps(env.to_wire(), separators=(",", ":"), ensure_ascii=False),
+            }
+            for eid, env in batch.items()
+            if eid not in known
+        ]
+        if rows:
+            conn.execute(insert(fu_events), rows)
+        touched = {env.stream_id for env in batch.values()}
+        if self.deferred:
+            self._mark_dirty(conn, touched)
+            return
+        backlog = self._dirty(conn, CHUNK)
+        self.reproject(conn, touched | set(backlog))
+        self._clear_dirty(conn, [*backlog, *touched] if backlog else [])
+
+    def flush(self, engine: Engine, chunk: int = CHUNK) -> int:
+        """Derive every child marked in deferred mode, one transaction per `chunk` children."""
+        total = 0
+        while True:
+            with engine.begin() as conn:
+                streams = self._dirty(conn, chunk)
+                if not streams:
+                    return total
+                self.reproject(conn, streams)
+                self._clear_dirty(conn, streams)
+            total += len(streams)
+
+    def _dirty(self, conn: Connection, limit: int) -> list[str]:
+        stmt = select(fu_dirty.c.stream_id).order_by(fu_dirty.c.stream_id).limit(limit)
+        return list(conn.execute(stmt).scalars())
+
+    def _mark_dirty(self, conn: Connection, stream_ids: set[str]) -> None:
+        streams = sorted(stream_ids)
+        known: set[str] = set()
+        for chunk in _chunks(streams):
+            known.update(
+                conn.execute(select(fu_dirty.c.stream_id).where(fu_dirty.c.stream_id.in_(chunk))).scalars()
+            )
+        fresh = [{"stream_id": s} for s in streams if s not in known]
+        if fresh:
+            conn.execute(insert(fu_dirty), fresh)
+
+    def _clear_dirty(self, conn: Connection, stream_ids: Sequence[str]) -> None:
+        for chunk in _chunks(sorted(set(stream_ids))):
+            conn.execute(delete(fu_dirty).where(fu_dirty.c.stream_id.in_(chunk)))
+
+    def reset(self, conn: Connection) -> None:
+        for table in reversed(DERIVED_TABLES):
+            conn.execute(delete(table))
+
+    # --- re-deriving children ------------------------------------------------------------
+
+    def timeline(self, conn: Connection, municipalities: Iterable[str] | None = None) -> ProfileTimeline:
+        return ProfileTimeline(load_profile_changes(conn, municipalities), self.settings.caseload_target)
+
+    def load_events(self, conn: Connection, stream_ids: Iterable[str]) -> dict[str, list[EventEnvelope]]:
+        by_stream: defaultdict[str, list[EventEnvelope]] = defaultdict(list)
+        for chunk in _chunks(sorted(set(stream_ids))):
+            stmt = select(fu_events.c.stream_id, fu_events.c.body).where(fu_events.c.stream_id.in_(chunk))
+            for stream_id, body in conn.execute(stmt):
+                by_stream[stream_id].append(EventEnvelope.from_wire(json.loads(body)))
+        return by_stream
+
+    def picture(self, conn: Connection, stream_id: str) -> ChildPicture | None:
+        """The child's picture now, straight from its stored events (for the API)."""
+        events = self.load_events(conn, [stream_id]).get(stream_id)
+        if not events:
+            return None
+        timeline = self.timeline(conn, [events[0].municipality])
+        return project_child(events, timeline.lookup(), self.settings)
+
+    def reproject(self, conn: Connection, stream_ids: Iterable[str]) -> int:
+        """Re-derive the rows of these children from all their stored events; returns how many."""
+        streams = sorted(set(stream_ids))
+        if not streams:
+            return 0
+        by_stream = self.load_events(conn, streams)
+        municipalities = {events[0].municipality for events in by_stream.values() if events}
+        lookup = self.timeline(conn, municipalities).lookup()
+        case_rows: list[dict[str, Any]] = []
+        deadline_rows: list[dict[str, Any]] = []
+        assignment_rows: list[dict[str, Any]] = []
+        for stream_id in streams:
+            events = by_stream.get(stream_id)
+            if not events:
+                continue
+            picture = project_child(events, lookup, self.settings)
+            _rows_of(picture, case_rows, deadline_rows, assignment_rows)
+        for chunk in _chunks(streams):
+            for table in (fu_cases, fu_deadlines, fu_assignments):
+                conn.execute(delete(table).where(table.c.stream_id.in_(chunk)))
+        if case_rows:
+            conn.execute(insert(fu_cases), case_rows)
+        if deadline_rows:
+            conn.execute(insert(fu_deadlines), deadline_rows)
+        if assignment_rows:
+            conn.execute(insert(fu_assignments), assignment_rows)
+        return len(streams)
+
+    def reproject_since(self, conn: Connection, municipality: str, since: datetime) -> int:
+        """Re-derive every child of `municipality` with an event at or after `since` (a profile
+        change applies to deadlines started from its moment on)."""
+        stmt = (
+            select(fu_events.c.stream_id)
+            .where(fu_events.c.municipality == municipality, fu_events.c.occurred_at >= as_utc(since))
+            .distinct()
+        )
+        return self.reproject(conn, list(conn.execute(stmt).scalars()))
+
+
+def _rows_of(
+    picture: ChildPicture,
+    case_rows: list[dict[str, Any]],
+    deadline_rows: list[dict[str, Any]],
+    assignment_rows: list[dict[str, Any]],
+) -> None:
+    muni, stream_id, child_id = picture.municipality, picture.stream_id, picture.child_id
+    for case in picture.cases.values():
+        case_rows.append(
+            {
+                "municipality": muni,
+                "case_id": case.case_id,
+                "stream_id": stream_id,
+                "child_id": child_id,
+                "team_id": case.team_id,
+                "caseworker_id": case.caseworker_id,
+                "status": case.status,
+                "phase": picture.final_phase(case.case_id),
+                "opened_at": case.opened_at,
+                "closed_at": case.closed_at,
+                "caseworker_changes": case.caseworker_changes,
+                "detail": json.dumps(
+                    case_view(picture, case.case_id), separators=(",", ":"), ensure_ascii=False
+                ),
+            }
+        )
+        for i, a in enumerate(case.assignments):
+            following = case.assignments[i + 1] if i + 1 < len(case.assignments) else None
+            assignment_rows.append(
+                {
+                    "municipality": muni,
+                    "stream_id": stream_id,
+                    "child_id": child_id,
+                    "case_id": case.case_id,
+                    "team_id": case.team_id,
+                    "caseworker_id": a.caseworker_id,
+                    "valid_from": a.assigned_at,
+                    "valid_to": following.assigned_at if following else None,
+                    "change": a.change,
+                    "case_opened_at": case.opened_at,
+                    "case_closed_at": case.closed_at,
+                }
+            )
+    for d in picture.deadlines:
+        holder = picture.cases.get(d.case_id) if d.case_id is not None else None
+        deadline_rows.append(
+            {
+                "municipality": muni,
+                "stream_id": stream_id,
+                "child_id": child_id,
+                "deadline": d.deadline,
+                "case_id": d.case_id,
+                "underretning_id": d.underretning_id,
+                "measure_id": d.measure_id,
+                "seq": d.seq,
+                "team_id": d.team_id,
+                "caseworker_id": holder.caseworker_id if holder is not None else None,
+                "starts_at": d.starts_at,
+                "due": d.due,
+                "met_at": d.met_at,
+                "ended_at": d.ended_at,
+            }
+        )

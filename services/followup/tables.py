@@ -1,0 +1,129 @@
+"""The follow-up service's tables (SQLAlchemy Core), on its own database.
+
+Every instant is stored in UTC (`DateTime(timezone=True)`: `timestamptz` on PostgreSQL; on SQLite
+a naive UTC text that compares correctly).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Instant = DateTime(timezone=True)
+
+fu_events = Table(
+    "fu_events",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("stream_id", String(200), nullable=False),
+    Column("municipality", String(3), nullable=False),
+    Column("occurred_at", Instant, nullable=False),
+    Column("body", Text, nullable=False),  # EventEnvelope.to_wire() as JSON
+    Index("ix_fu_events_stream", "stream_id"),
+    Index("ix_fu_events_municipality_occurred", "municipality", "occurred_at"),
+)
+
+fu_cases = Table(
+    "fu_cases",
+    metadata,
+    # A case is about one child; keyed by stream too, so that a source system's mistake (one case id
+    # on two children) cannot stop the projection. The API then prefers the opened case.
+    Column("stream_id", String(200), primary_key=True),
+    Column("case_id", String(200), primary_key=True),
+    Column("municipality", String(3), nullable=False),
+    Column("child_id", String(100), nullable=False),
+    Column("team_id", String(200)),
+    Column("caseworker_id", String(200)),
+    Column("status", String(20), nullable=False),  # open | closed | not_opened
+    Column("phase", String(20)),  # after every known event; None when not open
+    Column("opened_at", Instant),
+    Column("closed_at", Instant),
+    Column("caseworker_changes", Integer, nullable=False),
+    Column("detail", Text, nullable=False),  # case_view(picture, case_id) as JSON
+    Index("ix_fu_cases_municipality_case", "municipality", "case_id"),
+    Index("ix_fu_cases_municipality_team", "municipality", "team_id"),
+    Index("ix_fu_cases_municipality_caseworker", "municipality", "caseworker_id"),
+)
+
+fu_deadlines = Table(
+    "fu_deadlines",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("municipality", String(3), nullable=False),
+    Column("stream_id", String(200), nullable=False),
+    Column("child_id", String(100), nullable=False),
+    Column("deadline", String(40), nullable=False),
+    Column("case_id", String(200)),
+    Column("underretning_id", String(200)),
+    Column("measure_id", String(200)),
+    Column("seq", Integer, nullable=False),
+    Column("team_id", String(200)),
+    Column("caseworker_id", String(200)),  # the case's caseworker after every known event
+    Column("starts_at", Instant, nullable=False),
+    Column("due", Instant, nullable=False),
+    Column("met_at", Instant),
+    Column("ended_at", Instant),
+    Index("ix_fu_deadlines_stream", "stream_id"),
+    Index("ix_fu_deadlines_municipality_team_due", "municipality", "team_id", "due"),
+    Index("ix_fu_deadlines_municipality_caseworker_due", "municipality", "caseworker_id", "due"),
+    Index("ix_fu_deadlines_municipality_due", "municipality", "due"),
+    Index("ix_fu_deadlines_municipality_case", "municipality", "case_id"),
+)
+
+fu_assignments = Table(
+    "fu_assignments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("municipality", String(3), nullable=False),
+    Column("stream_id", String(200), nullable=False),
+    Column("child_id", String(100), nullable=False),
+    Column("case_id", String(200), nullable=False),
+    Column("team_id", String(200)),
+    Column("caseworker_id", String(200), nullable=False),
+    Column("valid_from", Instant, nullable=False),
+    Column("valid_to", Instant),  # the next assignment of the case; None = still assigned
+    Column("change", Boolean, nullable=False),
+    Column("case_opened_at", Instant),
+    Column("case_closed_at", Instant),
+    Index("ix_fu_assignments_stream", "stream_id"),
+    Index("ix_fu_assignments_municipality_case", "municipality", "case_id", "valid_from"),
+    Index("ix_fu_assignments_municipality_caseworker", "municipality", "caseworker_id"),
+    Index("ix_fu_assignments_municipality_team", "municipality", "team_id"),
+)
+
+fu_profiles = Table(
+    "fu_profiles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("municipality", String(3), nullable=False),
+    Column("changed_at", Instant, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("profile", Text, nullable=False),  # CadenceProfile.to_json() after the change
+    Column("caseload_target", Integer, nullable=False),
+    Index("ix_fu_profiles_municipality_changed", "municipality", "changed_at"),
+)
+
+fu_dirty = Table(
+    "fu_dirty",
+    metadata,
+    # children whose events were stored in deferred mode (a replay) and whose rows still have to be
+    # derived; the next `apply` (or `FollowupProjection.flush`) derives them and removes them here
+    Column("stream_id", String(200), primary_key=True),
+)
+
+DERIVED_TABLES = (fu_events, fu_cases, fu_deadlines, fu_assignments, fu_dirty)
+"""What `reset` empties. `fu_profiles` is configuration made by people, not derived from events:
+a replay keeps it."""

@@ -1,0 +1,256 @@
+"""Reads the state snapshot `decide` needs and writes the lookup tables after an accepted record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BindParameter, Connection, bindparam, insert, select, update
+
+from services.intake.adapters.tables import cases, measures, underretninger
+from services.intake.domain.decide import Accept, CaseInfo, MeasureInfo, State, UnderretningInfo
+from services.intake.domain.records import (
+    CaseClosedRecord,
+    CaseOpenedRecord,
+    CaseworkerAssignedRecord,
+    MeasureEndedRecord,
+    MeasureStartedRecord,
+    RecordBase,
+    UnderretningReceivedRecord,
+)
+from shared.events.catalogue import ChildRef
+from shared.events.codes import MeasureType
+
+
+def ts(moment: datetime) -> str:
+    """A timestamp as stored: ISO 8601 in UTC."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _case_info(row: Any) -> CaseInfo:
+    opened = _dt(row.opened_at)
+    assert opened is not None
+    return CaseInfo(
+        case_id=row.case_id,
+        child_id=row.child_id,
+        team_id=row.team_id,
+        opened_at=opened,
+        closed_at=_dt(row.closed_at),
+        caseworker_id=row.caseworker_id,
+        assigned_at=_dt(row.assigned_at),
+    )
+
+
+def _refs(record: RecordBase) -> tuple[str | None, str | None, str | None]:
+    data = getattr(record, "data", None)
+    return (
+        getattr(data, "case_id", None),
+        getattr(data, "measure_id", None),
+        getattr(data, "underretning_id", None),
+    )
+
+
+# Statements built once (bind parameters), as they run several times for every record.
+_M: BindParameter[str] = bindparam("m")
+_CASE = select(cases).where(cases.c.municipality == _M, cases.c.case_id == bindparam("id"))
+_CASE_CHILD = select(cases.c.child_id).where(cases.c.municipality == _M, cases.c.case_id == bindparam("id"))
+_MEASURE = select(measures).where(measures.c.municipality == _M, measures.c.measure_id == bindparam("id"))
+_UNDERRETNING = select(underretninger).where(
+    underretninger.c.municipality == _M, underretninger.c.underretning_id == bindparam("id")
+)
+_UNDERRETNING_CHILD = select(underretninger.c.child_id).where(
+    underretninger.c.municipality == _M, underretninger.c.underretning_id == bindparam("id")
+)
+_CHILD_CASES = (
+    select(cases)
+    .where(cases.c.municipality == _M, cases.c.child_id == bindparam("child"))
+    .order_by(cases.c.opened_at, cases.c.case_id)
+)
+
+
+def find_case(conn: Connection, municipality: str, case_id: str) -> CaseInfo | None:
+    row = conn.execute(_CASE, {"m": municipality, "id": case_id}).first()
+    return _case_info(row) if row else None
+
+
+def find_measure(conn: Connection, municipality: str, measure_id: str) -> MeasureInfo | None:
+    row = conn.execute(_MEASURE, {"m": municipality, "id": measure_id}).first()
+    if row is None:
+        return None
+    started = _dt(row.started_at)
+    assert started is not None
+    return MeasureInfo(
+        measure_id=row.measure_id,
+        case_id=row.case_id,
+        measure_type=row.measure_type,
+        started_at=started,
+        ended_at=_dt(row.ended_at) if row.ended else None,
+    )
+
+
+def find_underretning(conn: Connection, municipality: str, underretning_id: str) -> UnderretningInfo | None:
+    row = conn.execute(_UNDERRETNING, {"m": municipality, "id": underretning_id}).first()
+    if row is None:
+        return None
+    received = _dt(row.received_at)
+    assert received is not None
+    return UnderretningInfo(
+        underretning_id=row.underretning_id,
+        child_id=row.child_id,
+        team_id=row.team_id,
+        received_at=received,
+        case_id=row.case_id,
+    )
+
+
+def cases_of_child(conn: Connection, municipality: str, child_id: str) -> tuple[CaseInfo, ...]:
+    rows = conn.execute(_CHILD_CASES, {"m": municipality, "child": child_id}).all()
+    return tuple(_case_info(r) for r in rows)
+
+
+def stream_child(
+    conn: Connection, municipality: str, record: RecordBase, child: ChildRef | None
+) -> str | None:
+    """The child whose stream the record's event goes to, from immutable facts only (a case's,
+    an underretning's child never changes); None when the reference is missing."""
+    if child is not None:
+        return child.child_id
+    case_id, _, underretning_id = _refs(record)
+    if underretning_id is not None:
+        found = conn.execute(_UNDERRETNING_CHILD, {"m": municipality, "id": underretning_id}).scalar()
+        if found is not None or case_id is None:
+            return found
+    if case_id is not None:
+        found = conn.execute(_CASE_CHILD, {"m": municipality, "id": case_id}).scalar()
+        return found
+    return None
+
+
+def load_state(
+    conn: Connection,
+    municipality: str,
+    record: RecordBase,
+    child: ChildRef | None,
+    measure_types: Mapping[str, MeasureType],
+) -> State:
+    case_id, measure_id, underretning_id = _refs(record)
+    return State(
+        child=child,
+        case=find_case(conn, municipality, case_id) if case_id else None,
+        measure=find_measure(conn, municipality, measure_id) if measure_id else None,
+        underretning=find_underretning(conn, municipality, underretning_id) if underretning_id else None,
+        child_cases=(
+            cases_of_child(conn, municipality, child.child_id)
+            if child is not None and isinstance(record, CaseOpenedRecord)
+            else ()
+        ),
+        measure_types=measure_types,
+    )
+
+
+def apply(conn: Connection, municipality: str, record: RecordBase, decision: Accept) -> None:
+    """Update the lookup tables for an accepted record (same transaction as its event)."""
+    at = ts(record.occurred_at)
+    match record:
+        case UnderretningReceivedRecord(data=d):
+            conn.execute(
+                insert(underretninger),
+                {
+                    "municipality": municipality,
+                    "underretning_id": d.underretning_id,
+                    "child_id": decision.child_id,
+                    "team_id": d.team_id,
+                    "case_id": d.case_id,
+                    "received_at": at,
+                },
+            )
+        case CaseOpenedRecord(data=d):
+            conn.execute(
+                insert(cases),
+                {
+                    "municipality": municipality,
+                    "case_id": d.case_id,
+                    "child_id": decision.child_id,
+                    "team_id": d.team_id,
+                    "status": "open",
+                    "opened_at": at,
+                    "closed_at": None,
+                    "caseworker_id": None,
+                    "assigned_at": None,
+                    "opened_by_record": record.record_id,
+                },
+            )
+            if d.underretning_id is not None:
+                conn.execute(
+                    update(underretninger)
+                    .where(
+                        underretninger.c.municipality == municipality,
+                        underretninger.c.underretning_id == d.underretning_id,
+                        underretninger.c.case_id.is_(None),
+                    )
+                    .values(case_id=d.case_id)
+                )
+        case CaseworkerAssignedRecord(data=d):
+            # Only a newer assignment replaces the current one (ISO UTC strings order by time).
+            conn.execute(
+                update(cases)
+                .where(
+                    cases.c.municipality == municipality,
+                    cases.c.case_id == d.case_id,
+                    (cases.c.assigned_at.is_(None)) | (cases.c.assigned_at <= at),
+                )
+                .values(caseworker_id=d.caseworker_id, assigned_at=at)
+            )
+        case MeasureStartedRecord(data=d):
+            conn.execute(
+                insert(measures),
+                {
+                    "municipality": municipality,
+                    "measure_id": d.measure_id,
+                    "case_id": d.case_id,
+                    "measure_type": d.measure_type,
+                    "started_at": at,
+                    "ended": False,
+                    "ended_at": None,
+                },
+            )
+        case MeasureEndedRecord(data=d):
+            conn.execute(
+                update(measures)
+                .where(measures.c.municipality == municipality, measures.c.measure_id == d.measure_id)
+                .values(ended=True, ended_at=at)
+            )
+        case CaseClosedRecord(data=d):
+            conn.execute(
+                update(cases)
+                .where(cases.c.municipality == municipality, cases.c.case_id == d.case_id)
+                .values(status="closed", closed_at=at)
+            )
+        case _:
+            pass
+
+
+def child_scopes(conn: Connection, municipality: str, child_id: str) -> list[tuple[str, str | None]]:
+    """(team_id, caseworker_id) of every case and underretning of the child: who may see them."""
+    out: list[tuple[str, str | None]] = [
+        (r.team_id, r.caseworker_id)
+        for r in conn.execute(
+            select(cases.c.team_id, cases.c.caseworker_id).where(
+                cases.c.municipality == municipality, cases.c.child_id == child_id
+            )
+        )
+    ]
+    out += [
+        (r.team_id, None)
+        for r in conn.execute(
+            select(underretninger.c.team_id).where(
+                underretninger.c.municipality == municipality, underretninger.c.child_id == child_id
+            )
+        )
+    ]
+    return out

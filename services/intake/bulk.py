@@ -1,0 +1,381 @@
+"""Bulk import of NDJSON records, streamed: memory stays flat however large the input.
+
+- `LineSplitter` cuts a byte stream into numbered lines incrementally; a line longer than the
+  limit is reported as oversize and skipped without being buffered.
+- `BulkImport` takes numbered lines, commits them in chunks (one transaction per chunk, one
+  savepoint per line, so a bad line never rolls back good ones), defers lines whose case, measure
+  or underretning has not been seen yet, retries those after the input ends until no more
+  progress is made, and then rejects what is left with the reason.
+- Results go to a spooled temporary file in line order (deferred lines' results, few, are merged
+  in when read back), so neither the input nor the per-line results are held in memory.
+  Deferred lines wait in a spooled file too, encrypted with a key that lives only in memory
+  (a line may carry a CPR number; nothing readable is ever written to disk).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import os
+import struct
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.intake.domain.records import Rejection
+from services.intake.service import IntakeService, Outcome
+
+log = logging.getLogger(__name__)
+
+OVERSIZE = None
+SPOOL_BYTES = 8 * 1024 * 1024
+_HEADER = struct.Struct(">QI")
+
+
+class LineSplitter:
+    """Bytes in any chunking -> (line number, line bytes or None when the line is too long).
+
+    Line numbers count every physical line from 1 (blank lines are skipped but counted); a
+    trailing `\\r` is dropped, and a UTF-8 byte order mark at the very start.
+    """
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._buf = bytearray()
+        self._line_no = 0
+        self._skipping = False
+        self._started = False
+        self.bytes_seen = 0
+
+    def _emit(self, raw: bytes | None, out: list[tuple[int, bytes | None]]) -> None:
+        self._line_no += 1
+        if raw is None:
+            out.append((self._line_no, OVERSIZE))
+            return
+        if self._line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if raw.strip():
+            out.append((self._line_no, raw))
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes | None]]:
+        out: list[tuple[int, bytes | None]] = []
+        self.bytes_seen += len(chunk)
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                rest = chunk[start:]
+                if not self._skipping:
+                    if len(self._buf) + len(rest) > self.max_line_bytes:
+                        self._buf.clear()
+                        self._skipping = True
+                    else:
+                        self._buf += rest
+                return out
+            piece = chunk[start:nl]
+            if self._skipping:
+                self._skipping = False
+                self._emit(OVERSIZE, out)
+            elif len(self._buf) + len(piece) > self.max_line_bytes + 1:  # +1: a trailing \r
+                self._buf.clear()
+                self._emit(OVERSIZE, out)
+            else:
+                self._buf += piece
+                self._emit(bytes(self._buf), out)
+                self._buf.clear()
+            start = nl + 1
+
+    def end(self) -> list[tuple[int, bytes | None]]:
+        out: list[tuple[int, bytes | None]] = []
+        if self._skipping:
+            self._skipping = False
+            self._emit(OVERSIZE, out)
+        elif self._buf:
+            self._emit(bytes(self._buf), out)
+            self._buf.clear()
+        return out
+
+
+class _DeferredSpool:
+    """Lines waiting for a reference, in line order; encrypted, in memory up to a bound then on disk."""
+
+    def __init__(self) -> None:
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=128))
+        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self.count = 0
+
+    def add(self, line_no: int, raw: bytes) -> None:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, raw, None)
+        self._file.write(_HEADER.pack(line_no, len(sealed)) + nonce + sealed)
+        self.count += 1
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        self._file.seek(0)
+        while True:
+            head = self._file.read(_HEADER.size)
+            if not head:
+                return
+            line_no, size = _HEADER.unpack(head)
+            nonce = self._file.read(12)
+            yield line_no, self._aead.decrypt(nonce, self._file.read(size), None)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class Summary:
+    lines: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    deferred_resolved: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "lines": self.lines,
+            "accepted": self.accepted,
+            "duplicate": self.duplicate,
+            "rejected": self.rejected,
+        }
+
+
+def _result(line_no: int, outcome: Outcome) -> dict[str, Any]:
+    status = outcome.status
+    if status in ("conflict", "busy"):
+        status = "rejected"
+    doc: dict[str, Any] = {
+        "line": line_no,
+        "record_id": outcome.record_id,
+        "status": status,
+        "reason": outcome.reason,
+    }
+    if status == "rejected":
+        doc["field"] = outcome.field
+    return doc
+
+
+class BulkImport:
+    """One bulk import on behalf of a caller of `municipality`. Not thread-safe: feed it from one
+    thread at a time (`add` is cheap; `flush` and `finish` do the database work)."""
+
+    def __init__(
+        self,
+        service: IntakeService,
+        municipality: str,
+        *,
+        chunk_lines: int | None = None,
+        correlation_id: str | None = None,
+        on_progress: Callable[[Summary], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.municipality = municipality
+        self.chunk_lines = chunk_lines or service.settings.bulk_chunk_lines
+        self.correlation_id = correlation_id or str(uuid.uuid4())
+        self.on_progress = on_progress
+        self.summary = Summary()
+        self._buffer: list[tuple[int, bytes | None]] = []
+        self._results: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self._deferred = _DeferredSpool()
+        self._late: dict[int, dict[str, Any]] = {}  # final results of deferred lines
+        self._finished = False
+
+    # --- feeding ------------------------------------------------------------------------------
+
+    def add(self, line_no: int, raw: bytes | None) -> bool:
+        """Queue a line (None = oversize); True when a chunk is full and `flush` should run."""
+        self._buffer.append((line_no, raw))
+        return len(self._buffer) >= self.chunk_lines
+
+    def flush(self) -> None:
+        """Process the queued lines in one transaction."""
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        done: list[dict[str, Any]] = []
+        defer: list[tuple[int, bytes]] = []
+        with self.service.engine.begin() as conn:
+            for line_no, raw in batch:
+                outcome = self._process(conn, line_no, raw)
+                if outcome.retry_later and raw is not None:
+                    defer.append((line_no, raw))
+                else:
+                    done.append(_result(line_no, outcome))
+        for doc in done:
+            self._count(doc)
+            self._results.write(json.dumps(doc, ensure_ascii=False).encode() + b"\n")
+        for line_no, raw in defer:
+            self._deferred.add(line_no, raw)
+        self.summary.lines += len(batch)
+        if self.on_progress:
+            self.on_progress(self.summary)
+
+    def feed_lines(self, lines: list[tuple[int, bytes | None]]) -> None:
+        for line_no, raw in lines:
+            if self.add(line_no, raw):
+                self.flush()
+
+    def finish(self) -> Summary:
+        """Flush, retry deferred lines until no progress, reject what is left."""
+        self.flush()
+        pending = self._deferred
+        while pending.count:
+            still = _DeferredSpool()
+            progressed = False
+            chunk: list[tuple[int, bytes]] = []
+            for item in pending:
+                chunk.append(item)
+                if len(chunk) >= self.chunk_lines:
+                    progressed |= self._retry(chunk, still, final=False)
+                    chunk = []
+            if chunk:
+                progressed |= self._retry(chunk, still, final=False)
+            pending.close()
+            pending = still
+            if not progressed:
+                break
+        if pending.count:
+            chunk = []
+            for item in pending:
+                chunk.append(item)
+                if len(chunk) >= self.chunk_lines:
+                    self._retry(chunk, None, final=True)
+                    chunk = []
+            if chunk:
+                self._retry(chunk, None, final=True)
+        pending.close()
+        self._deferred = _DeferredSpool()
+        self._finished = True
+        if self.on_progress:
+            self.on_progress(self.summary)
+        return self.summary
+
+    def _retry(self, chunk: list[tuple[int, bytes]], still: _DeferredSpool | None, *, final: bool) -> bool:
+        """One transaction over deferred lines; True if any of them got its final result."""
+        progressed = False
+        later: list[tuple[int, bytes]] = []
+        finals: list[tuple[int, dict[str, Any]]] = []
+        with self.service.engine.begin() as conn:
+            for line_no, raw in chunk:
+                outcome = self._process(conn, line_no, raw)
+                if outcome.retry_later:
+                    if not final:
+                        later.append((line_no, raw))
+                        continue
+                    outcome = Outcome(
+                        "rejected",
+                        outcome.record_id,
+                        reason=f"{outcome.reason}; no line of this import supplied it either",
+                        field=outcome.field,
+                    )
+                else:
+                    progressed = True
+                finals.append((line_no, _result(line_no, outcome)))
+        for line_no, doc in finals:
+            self._late[line_no] = doc
+            self._count(doc)
+            if doc["status"] != "rejected":
+                self.summary.deferred_resolved += 1
+        if still is not None:
+            for line_no, raw in later:
+                still.add(line_no, raw)
+        return progressed
+
+    def _count(self, doc: dict[str, Any]) -> None:
+        status = doc["status"]
+        if status == "accepted":
+            self.summary.accepted += 1
+        elif status == "duplicate":
+            self.summary.duplicate += 1
+        else:
+            self.summary.rejected += 1
+
+    # --- one line -----------------------------------------------------------------------------
+
+    def _process(self, conn: Connection, line_no: int, raw: bytes | None) -> Outcome:
+        if raw is None:
+            return Outcome(
+                "rejected",
+                None,
+                reason=f"line: longer than {self.service.settings.max_line_bytes} bytes; not read",
+                field="line",
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return Outcome("rejected", None, reason="line: not valid UTF-8 text", field="line")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return Outcome(
+                "rejected",
+                None,
+                reason=f"line: not valid JSON ({exc.msg} at column {exc.colno})",
+                field="line",
+            )
+        parsed = self.service.parse(obj)
+        if isinstance(parsed, Rejection):
+            return Outcome.rejected(parsed)
+        if parsed.municipality != self.municipality:
+            return Outcome(
+                "rejected",
+                parsed.record_id,
+                reason=(
+                    f"municipality: {parsed.municipality} is outside your credentials "
+                    f"(you may write records for {self.municipality})"
+                ),
+                field="municipality",
+            )
+        try:
+            return self.service.write(conn, parsed, self.correlation_id)
+        except SQLAlchemyError:
+            raise  # the database itself failed: stop the import (committed chunks stay)
+        except Exception:
+            log.exception("intake bulk: line could not be processed", extra={"line": line_no})
+            return Outcome(
+                "rejected",
+                parsed.record_id,
+                reason="record: could not be processed because of an internal error; it was not stored",
+                field="record",
+            )
+
+    # --- reading the results ------------------------------------------------------------------
+
+    def results(self) -> Iterator[dict[str, Any]]:
+        """Every line's result, in line order."""
+        if not self._finished:
+            raise RuntimeError("finish() the import first")
+        self._results.seek(0)
+
+        def in_order() -> Iterator[tuple[int, dict[str, Any]]]:
+            for raw in self._results:
+                doc = json.loads(raw)
+                yield doc["line"], doc
+
+        late = iter(sorted(self._late.items()))
+        for _, doc in heapq.merge(in_order(), late, key=lambda item: item[0]):
+            yield doc
+
+    def iter_json(self) -> Iterator[bytes]:
+        """The HTTP answer, streamed: counts first, then `results` line by line."""
+        head = dict(self.summary.as_dict())
+        yield json.dumps(head)[:-1].encode() + b', "results": ['
+        first = True
+        for doc in self.results():
+            yield (b"" if first else b",") + b"\n" + json.dumps(doc, ensure_ascii=False).encode()
+            first = False
+        yield b"\n]}\n"
+
+    def close(self) -> None:
+        self._results.close()
+        self._deferred.close()

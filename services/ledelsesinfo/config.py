@@ -1,0 +1,27 @@
+"""Settings of the ledelsesinfo service (environment variables = field names)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.ledelsesinfo.domain.deadlines import Rules
+from shared.config import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    port: int = Field(8003, description="Port the HTTP server listens on.")
+    caseload_target: int = Field(25, description="Caseload target per caseworker (sagstal), domain.md §5.")
+    caseload_targets: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-municipality caseload targets overriding `caseload_target`, JSON: {"657": 20}.',
+    )
+    child_conversation_days: int = Field(
+        7, description="Days from an underretning with an abuse reason to the child conversation deadline."
+    )
+    run_worker: bool = Field(True, description="Run the projection worker inside the web process.")
+
+    def target_for(self, municipality: str) -> int:
+        return self.caseload_targets.get(municipality, self.caseload_target)
+
+    def rules(self) -> Rules:
+        return Rules(child_conversation_days=self.child_conversation_days)

@@ -1,0 +1,191 @@
+"""The ledelsesinfo projection: keeps the period buckets of every scope up to date, incrementally.
+
+apply(): store the new events; for each child touched in the batch, load the set of all its events,
+recompute its contributions (domain/contributions.py), and add (new - old) to the buckets. Because a
+child's contributions depend only on the set of its events, and the buckets are integer sums of the
+children's contributions, the end state is the same whatever the arrival order or the batching; a
+late record (a DUBU backfill) simply changes the child's contributions in the past periods it touches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Table, and_, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.ledelsesinfo import tables
+from services.ledelsesinfo.domain.contributions import POINT, Bucket, Contributions, child_contributions
+from services.ledelsesinfo.domain.deadlines import DEFAULT_RULES, Rules
+from services.ledelsesinfo.domain.fenwick import update_nodes
+from shared.events.envelope import EventEnvelope
+
+T = TypeVar("T")
+RowKey = tuple[str, str, str, str, int, str, str]  # municipality, kind, team, caseworker, pos, bucket, code
+CHUNK = 500
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def encode_contributions(c: Contributions) -> str:
+    return json.dumps(sorted([*k, v] for k, v in c.items()), separators=(",", ":"))
+
+
+def decode_contributions(text: str) -> Contributions:
+    out: Contributions = {}
+    for mode, kind, period, team, cw, bucket, key, value in json.loads(text):
+        out[(mode, kind, int(period), team, cw, bucket, key)] = int(value)
+    return out
+
+
+def upsert_add(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET value = value + excluded.value."""
+    if not rows:
+        return
+    pk = [c.name for c in table.primary_key.columns]
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(table)
+        add = {"value": table.c.value + pg.excluded.value}
+        stmt: Any = pg.on_conflict_do_update(index_elements=pk, set_=add)
+    else:
+        lt = sqlite.insert(table)
+        stmt = lt.on_conflict_do_update(index_elements=pk, set_={"value": table.c.value + lt.excluded.value})
+    conn.execute(stmt, rows)
+
+
+def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+    conn.execute(stmt.on_conflict_do_nothing(), rows)
+
+
+class LedelsesinfoProjection:
+    """Implements shared.messaging.projection.Projection."""
+
+    name = "ledelsesinfo"
+    metadata = tables.metadata
+
+    def __init__(self, rules: Rules = DEFAULT_RULES) -> None:
+        self.rules = rules
+
+    # --- Projection protocol ---------------------------------------------------------------
+
+    def apply(self, conn: Connection, events: Sequence[EventEnvelope]) -> None:
+        if not events:
+            return
+        insert_ignore(conn, tables.events, [
+            {"event_id": e.event_id, "stream_id": e.stream_id, "municipality": e.municipality,
+             "doc": json.dumps(e.to_wire(), separators=(",", ":"), ensure_ascii=False)}
+            for e in events
+        ])
+        streams = sorted({e.stream_id for e in events})
+        in_batch = {e.event_id: e for e in events}
+        point_delta: defaultdict[RowKey, int] = defaultdict(int)
+        state_delta: defaultdict[RowKey, int] = defaultdict(int)
+        child_rows: list[tuple[str, str, str, bool]] = []
+        for chunk in _chunks(streams):
+            by_stream = self._load_events(conn, chunk, in_batch)
+            old = {
+                r.stream_id: r.contributions
+                for r in conn.execute(
+                    select(tables.children.c.stream_id, tables.children.c.contributions)
+                    .where(tables.children.c.stream_id.in_(chunk))
+                )
+            }
+            for stream in chunk:
+                envs = by_stream.get(stream, [])
+                if not envs:
+                    continue
+                municipality = envs[0].municipality
+                new = child_contributions(envs, self.rules)
+                before = decode_contributions(old[stream]) if stream in old else {}
+                self._diff(municipality, before, new, point_delta, state_delta)
+                child_rows.append((stream, municipality, encode_contributions(new), stream in old))
+        self._write_buckets(conn, tables.points, "period", point_delta)
+        self._write_buckets(conn, tables.state, "node", state_delta)
+        self._write_children(conn, child_rows)
+
+    def reset(self, conn: Connection) -> None:
+        for table in tables.DERIVED:
+            conn.execute(delete(table))
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_events(conn: Connection, streams: Sequence[str], in_batch: dict[str, EventEnvelope]
+                     ) -> dict[str, list[EventEnvelope]]:
+        out: dict[str, list[EventEnvelope]] = defaultdict(list)
+        rows = conn.execute(
+            select(tables.events.c.event_id, tables.events.c.stream_id, tables.events.c.doc)
+            .where(tables.events.c.stream_id.in_(streams))
+        )
+        for r in rows:
+            env = in_batch.get(r.event_id) or EventEnvelope.from_wire(json.loads(r.doc))
+            out[r.stream_id].append(env)
+        return out
+
+    @staticmethod
+    def _diff(municipality: str, before: Contributions, after: Contributions,
+              point_delta: defaultdict[RowKey, int], state_delta: defaultdict[RowKey, int]) -> None:
+        changes: dict[Bucket, int] = {}
+        for k in before.keys() | after.keys():
+            d = after.get(k, 0) - before.get(k, 0)
+            if d:
+                changes[k] = d
+        for (mode, kind, period, team, cw, bucket, key), d in changes.items():
+            if mode == POINT:
+                point_delta[(municipality, kind, team, cw, period, bucket, key)] += d
+            else:
+                for node in update_nodes(kind, period):  # type: ignore[arg-type]
+                    state_delta[(municipality, kind, team, cw, node, bucket, key)] += d
+
+    @staticmethod
+    def _write_buckets(conn: Connection, table: Table, position: str, delta: dict[RowKey, int]) -> None:
+        rows: list[dict[str, Any]] = [
+            {"municipality": m, "kind": k, "team_id": t, "caseworker_id": c, position: p, "bucket": b,
+             "code": key, "value": v}
+            for (m, k, t, c, p, b, key), v in sorted(delta.items()) if v
+        ]
+        for chunk in _chunks(rows, 5000):
+            upsert_add(conn, table, list(chunk))
+        # rows that came down to zero are removed, so equal sums give equal tables (a Fenwick node
+        # can be negative, so any touched row may have reached zero)
+        shrunk = rows
+        if shrunk:
+            pos = table.c[position]
+            stmt = delete(table).where(and_(
+                table.c.municipality == _bind("municipality"), table.c.kind == _bind("kind"),
+                table.c.team_id == _bind("team_id"), table.c.caseworker_id == _bind("caseworker_id"),
+                pos == _bind(position), table.c.bucket == _bind("bucket"), table.c.code == _bind("code"),
+                table.c.value == 0,
+            ))
+            conn.execute(stmt, [{f"b_{k}": v for k, v in r.items() if k != "value"} for r in shrunk])
+
+    @staticmethod
+    def _write_children(conn: Connection, rows: Iterable[tuple[str, str, str, bool]]) -> None:
+        rows = list(rows)
+        updates = [{"b_stream": s, "b_contributions": c} for s, _m, c, existed in rows if existed]
+        inserts = [{"stream_id": s, "municipality": m, "contributions": c} for s, m, c, existed in rows
+                   if not existed]
+        if updates:
+            conn.execute(
+                tables.children.update()
+                .where(tables.children.c.stream_id == _bind("stream"))
+                .values(contributions=_bind("contributions")),
+                updates,
+            )
+        if inserts:
+            conn.execute(tables.children.insert(), inserts)
+
+
+def _bind(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(f"b_{name}")
