@@ -86,9 +86,21 @@ def run(events: int, pg_url: str, bootstrap: str) -> list[dict[str, object]]:
         ) as copy:
             for n, env in enumerate(envs, 1):
                 copy.write_row(
-                    (n, env.event_id, env.stream_id, env.version, env.type, 1, env.municipality,
-                     env.record_id, env.occurred_at.isoformat(), env.recorded_at.isoformat(),
-                     env.correlation_id, "h", env.data_json())
+                    (
+                        n,
+                        env.event_id,
+                        env.stream_id,
+                        env.version,
+                        env.type,
+                        1,
+                        env.municipality,
+                        env.record_id,
+                        env.occurred_at.isoformat(),
+                        env.recorded_at.isoformat(),
+                        env.correlation_id,
+                        "h",
+                        env.data_json(),
+                    )
                 )
         raw_conn.commit()
         copy_s = time.perf_counter() - t0
@@ -115,8 +127,12 @@ def run(events: int, pg_url: str, bootstrap: str) -> list[dict[str, object]]:
 
     # 3. consume into a trivial projection vs bare consume
     settings = ServiceSettings(
-        transport="kafka", event_store_url=url, database_url=url,
-        kafka_bootstrap_servers=bootstrap, kafka_topic=topic, kafka_dlq_topic=topic + ".dlq",
+        transport="kafka",
+        event_store_url=url,
+        database_url=url,
+        kafka_bootstrap_servers=bootstrap,
+        kafka_topic=topic,
+        kafka_dlq_topic=topic + ".dlq",
     )
     worker = ProjectionWorker(TrivialProjection(), settings)
     worker.ensure_schema()
@@ -125,8 +141,12 @@ def run(events: int, pg_url: str, bootstrap: str) -> list[dict[str, object]]:
     consume_s = time.perf_counter() - t0
     worker.stop()
     consumer = KafkaConsumer(
-        topic + ".raw", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, max_poll_records=1000,
+        topic + ".raw",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_poll_records=1000,
     )
     seen = 0
     t0 = time.perf_counter()
@@ -135,7 +155,9 @@ def run(events: int, pg_url: str, bootstrap: str) -> list[dict[str, object]]:
             seen += len(records)
     raw_consume_s = time.perf_counter() - t0
     consumer.close()
-    rows.append(_row("consume into trivial projection", events, consume_s, "kafka-python consume", raw_consume_s))
+    rows.append(
+        _row("consume into trivial projection", events, consume_s, "kafka-python consume", raw_consume_s)
+    )
     engine.dispose()
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE {db} WITH (FORCE)"))

@@ -25,15 +25,27 @@ def local_servers() -> Iterator[tuple[str, str]]:
     pg_dir, kafka_dir = base / "pg", base / "kafka"
     pg_dir.mkdir()
     kafka_dir.mkdir()
-    pg = subprocess.run(
-        ["bash", str(ROOT / "deploy/postgres/pg.sh"), "start", str(pg_dir), str(free_port())],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    pg = (
+        subprocess.run(
+            ["bash", str(ROOT / "deploy/postgres/pg.sh"), "start", str(pg_dir), str(free_port())],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     try:
-        bootstrap = subprocess.run(
-            ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "start", str(kafka_dir), str(free_port())],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
+        bootstrap = (
+            subprocess.run(
+                ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "start", str(kafka_dir), str(free_port())],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         try:
             yield pg.replace("postgresql://", "postgresql+psycopg://", 1), bootstrap
         finally:

@@ -8,7 +8,14 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
-    {"", "change-me", "changeme", "secret", "dev-secret-change-me", "dev-secret-change-me-not-for-production-use"}
+    {
+        "",
+        "change-me",
+        "changeme",
+        "secret",
+        "dev-secret-change-me",
+        "dev-secret-change-me-not-for-production-use",
+    }
 )
 DEV_JWT_SECRET = "dev-secret-change-me-not-for-production-use"
 

@@ -56,3 +56,23 @@ def run_env(target_metadata: Sequence[MetaData], version_table: str) -> None:
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
+
+
+def service_script_location(service: str) -> Path:
+    return Path(__file__).resolve().parents[1] / "services" / service / "migrations"
+
+
+def migrate_service(service: str, url: str) -> None:
+    """`python -m services.<service> migrate`: bring the service's own database to head."""
+    upgrade_to_head(url, service_script_location(service), f"alembic_version_{service}")
+
+
+def service_at_head(service: str, engine: Engine) -> bool:
+    return is_at_head(engine, service_script_location(service), f"alembic_version_{service}")
+
+
+def autogenerate(service: str, url: str, message: str) -> None:
+    """Write a new revision from the difference between the models and a database at head."""
+    cfg = alembic_config(url, service_script_location(service), f"alembic_version_{service}")
+    command.upgrade(cfg, "head")
+    command.revision(cfg, message=message, autogenerate=True)

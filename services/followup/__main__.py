@@ -1,6 +1,6 @@
 """The follow-up service's command line.
 
-    python -m services.followup migrate   create the service's tables in its own database
+    python -m services.followup migrate   bring the service's own database to the newest Alembic revision
     python -m services.followup serve     the HTTP API on HOST:PORT (default 127.0.0.1:8002), with the
                                           projection worker unless RUN_WORKER=false
     python -m services.followup work      the projection worker alone, until SIGTERM / Ctrl-C
@@ -23,13 +23,10 @@ from services.followup.config import Settings
 
 
 def cmd_migrate(settings: Settings) -> int:
-    from services.followup.app import create_tables
-    from shared.db import make_engine
+    from shared.migrations import migrate_service
 
-    engine = make_engine(settings.own_database_url)
-    create_tables(engine)
-    engine.dispose()
-    print("followup: tables are in place", file=sys.stderr)
+    migrate_service("followup", settings.own_database_url)
+    print("followup: database migrated to head", file=sys.stderr)
     return 0
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.intake.domain.records import Rejection
-from services.intake.service import IntakeService, Outcome
+from services.intake.service import IntakeService, Outcome, in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +204,18 @@ class BulkImport:
         batch, self._buffer = self._buffer, []
         done: list[dict[str, Any]] = []
         defer: list[tuple[int, bytes]] = []
-        with self.service.engine.begin() as conn:
+
+        def work(conn: Connection) -> None:
+            done.clear()
+            defer.clear()
             for line_no, raw in batch:
                 outcome = self._process(conn, line_no, raw)
                 if outcome.retry_later and raw is not None:
                     defer.append((line_no, raw))
                 else:
                     done.append(_result(line_no, outcome))
+
+        in_transaction(self.service.engine, work)
         for doc in done:
             self._count(doc)
             self._results.write(json.dumps(doc, ensure_ascii=False).encode() + b"\n")
@@ -262,10 +267,12 @@ class BulkImport:
 
     def _retry(self, chunk: list[tuple[int, bytes]], still: _DeferredSpool | None, *, final: bool) -> bool:
         """One transaction over deferred lines; True if any of them got its final result."""
-        progressed = False
         later: list[tuple[int, bytes]] = []
         finals: list[tuple[int, dict[str, Any]]] = []
-        with self.service.engine.begin() as conn:
+
+        def work(conn: Connection) -> None:
+            later.clear()
+            finals.clear()
             for line_no, raw in chunk:
                 outcome = self._process(conn, line_no, raw)
                 if outcome.retry_later:
@@ -278,9 +285,10 @@ class BulkImport:
                         reason=f"{outcome.reason}; no line of this import supplied it either",
                         field=outcome.field,
                     )
-                else:
-                    progressed = True
                 finals.append((line_no, _result(line_no, outcome)))
+
+        in_transaction(self.service.engine, work)
+        progressed = bool(finals) and not final
         for line_no, doc in finals:
             self._late[line_no] = doc
             self._count(doc)

@@ -15,15 +15,16 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.intake.adapters import repository as repo
 from services.intake.adapters.vault import Vault
@@ -175,6 +176,11 @@ class IntakeService:
                     state = repo.load_state(conn, municipality, record, child_ref, types)
                     decision = decide(record, state)
                     if isinstance(decision, Reject):
+                        # Under READ COMMITTED a concurrent writer of this very record may have
+                        # committed between our first look and the state read: look again.
+                        prior = self.store.find_record(conn, municipality, record_id)
+                        if prior is not None:
+                            return self._seen(prior, content_hash, record_id)
                         return Outcome.rejected(decision, record_id)
                     if decision.child_id != stream_child or stream_id is None:
                         raise ConcurrencyError("the record's stream changed while deciding")
@@ -218,6 +224,33 @@ class IntakeService:
         )
 
     def submit(self, record: RecordBase, correlation_id: str | None = None) -> Outcome:
-        """One record in its own transaction."""
-        with self.engine.begin() as conn:
-            return self.write(conn, record, correlation_id or str(uuid.uuid4()))
+        """One record in its own transaction (retried whole after a deadlock)."""
+        cid = correlation_id or str(uuid.uuid4())
+        return in_transaction(self.engine, lambda conn: self.write(conn, record, cid))
+
+
+T = TypeVar("T")
+TRANSACTION_ATTEMPTS = 5
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """A transaction the database aborted only because of another one (PostgreSQL deadlock or
+    serialization failure): running it again is safe and will succeed."""
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run `work` in one transaction; if the database aborts it for a deadlock, run it again."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if attempt == TRANSACTION_ATTEMPTS or not is_retryable(exc):
+                raise
+            log.info(
+                "intake: transaction aborted by a deadlock, running it again", extra={"attempt": attempt}
+            )
+            time.sleep(0.01 * attempt)
+    raise AssertionError("unreachable")

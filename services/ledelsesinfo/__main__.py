@@ -1,6 +1,6 @@
 """python -m services.ledelsesinfo migrate | serve | work | replay | load-population FILE.csv
 
-- migrate: create the service's tables on its own database (the lead switches this to Alembic).
+- migrate: bring the service's own database to the newest Alembic revision.
 - serve: the HTTP service (and, unless RUN_WORKER=false, the projection worker in-process).
 - work: the projection worker alone, until Ctrl-C / SIGTERM.
 - replay: rebuild the projection from the start of the event log (the worker must not be running).
@@ -43,10 +43,9 @@ def _metadatas() -> list[MetaData]:
 
 
 def migrate(settings: Settings) -> None:
-    engine = make_engine(settings.own_database_url)
-    for md in _metadatas():
-        md.create_all(engine)
-    engine.dispose()
+    from shared.migrations import migrate_service
+
+    migrate_service("ledelsesinfo", settings.own_database_url)
 
 
 def serve(settings: Settings) -> None:

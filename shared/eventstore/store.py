@@ -134,10 +134,7 @@ class EventStore:
 
     def read_all(self, conn: Connection, after_position: int, limit: int = 1000) -> list[EventEnvelope]:
         rows = conn.execute(
-            select(events)
-            .where(events.c.position > after_position)
-            .order_by(events.c.position)
-            .limit(limit)
+            select(events).where(events.c.position > after_position).order_by(events.c.position).limit(limit)
         ).all()
         return [row_to_envelope(r) for r in rows]
 

@@ -66,9 +66,7 @@ class OutboxRelay:
         if not rows:
             return 0
         producer = self.producer()
-        futures = [
-            producer.send(r.topic, key=r.key.encode(), value=bytes(r.payload)) for r in rows
-        ]
+        futures = [producer.send(r.topic, key=r.key.encode(), value=bytes(r.payload)) for r in rows]
         producer.flush(timeout=30)
         for f in futures:
             f.get(timeout=30)  # raises if Kafka did not acknowledge

@@ -242,7 +242,9 @@ class ProjectionWorker:
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name=f"projector-{self.projection.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run, name=f"projector-{self.projection.name}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -22,6 +22,7 @@ from shared.messaging.schema import checkpoints
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(slots=True)
 class Item:
     envelope: EventEnvelope | None
@@ -109,7 +110,9 @@ class SqlLogSource:
             .values(position=batch.last_position)
         ).rowcount
         if not updated:
-            conn.execute(checkpoints.insert().values(projection=self.projection, position=batch.last_position))
+            conn.execute(
+                checkpoints.insert().values(projection=self.projection, position=batch.last_position)
+            )
 
     def acknowledge(self) -> None:
         pass
@@ -123,7 +126,9 @@ class SqlLogSource:
 
     def lag(self) -> int:
         with self.store_engine.connect() as conn:
-            head = conn.execute(select(events.c.position).order_by(events.c.position.desc()).limit(1)).scalar()
+            head = conn.execute(
+                select(events.c.position).order_by(events.c.position.desc()).limit(1)
+            ).scalar()
         return max(0, int(head or 0) - self.position)
 
     def close(self) -> None:

@@ -40,7 +40,11 @@ class CountingProjection:
                 raise ValueError("poisoned on purpose")
             row = conn.execute(select(self.table).where(self.table.c.stream_id == env.stream_id)).first()
             if row is None:
-                conn.execute(self.table.insert().values(stream_id=env.stream_id, n=1, versions=json.dumps([env.version])))
+                conn.execute(
+                    self.table.insert().values(
+                        stream_id=env.stream_id, n=1, versions=json.dumps([env.version])
+                    )
+                )
             else:
                 versions = json.loads(row.versions) + [env.version]
                 conn.execute(
@@ -59,7 +63,9 @@ class CountingProjection:
             }
 
 
-def assignment(stream: int, version: int, caseworker: str = "sr-anna", record: str | None = None) -> EventEnvelope:
+def assignment(
+    stream: int, version: int, caseworker: str = "sr-anna", record: str | None = None
+) -> EventEnvelope:
     return EventEnvelope.new(
         stream_id=stream_id_for_child("657", f"c{stream:05d}"),
         version=version,
@@ -76,7 +82,9 @@ def append_streams(engine: Engine, store: EventStore, streams: int, per_stream: 
     for v in range(1, per_stream + 1):
         with engine.begin() as conn:
             for s in range(streams):
-                out += store.append(conn, [assignment(s, v)], expected_version=v - 1, content_hash=f"h{s}-{v}")
+                out += store.append(
+                    conn, [assignment(s, v)], expected_version=v - 1, content_hash=f"h{s}-{v}"
+                )
     return out
 
 

@@ -48,7 +48,12 @@ def test_two_writers_at_the_same_version_one_wins(store_engine: Engine) -> None:
         barrier.wait()
         try:
             with store_engine.begin() as conn:
-                store.append(conn, [assignment(7, 2, caseworker=name, record=name)], expected_version=1, content_hash=name)
+                store.append(
+                    conn,
+                    [assignment(7, 2, caseworker=name, record=name)],
+                    expected_version=1,
+                    content_hash=name,
+                )
             outcomes.append("won")
         except ConcurrencyError:
             outcomes.append("conflict")

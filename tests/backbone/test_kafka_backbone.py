@@ -51,8 +51,12 @@ def _settings(pg_url: str, bootstrap: str, topics: tuple[str, str]) -> ServiceSe
 
 def _read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[tuple[str, bytes]]:
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-        group_id=None, consumer_timeout_ms=2000,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=2000,
     )
     out: list[tuple[str, bytes]] = []
     deadline = time.monotonic() + timeout
@@ -95,8 +99,7 @@ def test_killing_the_relay_mid_batch_loses_and_duplicates_nothing_downstream(
     append_streams(pg_store, store, streams=100, per_stream=30)  # 3,000 events
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "tests.backbone.relay_process", fresh_pg_url, kafka_bootstrap, "50"]
-    kills = 0
-    for _ in range(3):
+    for kills in range(3):
         proc = subprocess.Popen(cmd, env=env)
         # Let it publish part of the outbox, then kill it without warning.
         deadline = time.monotonic() + 30
@@ -108,7 +111,6 @@ def test_killing_the_relay_mid_batch_loses_and_duplicates_nothing_downstream(
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        kills += 1
     # A last relay finishes the job.
     assert OutboxRelay(pg_store, kafka_bootstrap).drain() >= 0
     settings = _settings(fresh_pg_url, kafka_bootstrap, topics)

@@ -10,11 +10,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from kafka.admin import KafkaAdminClient
+from typing import TYPE_CHECKING
 
 from tests.infra.errors import REPO_ROOT, InfraError, log_tail, run_script
 from tests.infra.ports import free_port, wait_for_port
+
+if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
 
 SCRIPT = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
 START_TIMEOUT = float(os.environ.get("KAFKA_START_TIMEOUT", "120"))
@@ -123,6 +125,8 @@ def unique_topic_name(prefix: str = "test") -> str:
 
 
 def _admin(bootstrap: str) -> KafkaAdminClient:
+    from kafka.admin import KafkaAdminClient  # imported late: kafka-python is slow and noisy to import
+
     return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-infra", request_timeout_ms=30000)
 
 
