@@ -208,13 +208,13 @@ class IntakeService:
                         change=decision.change,
                     )
             except ConcurrencyError:
-                log.info("intake: concurrent write to the same child, retrying", extra={"attempt": attempt})
+                log.debug("intake: concurrent write to the same child, retrying", extra={"attempt": attempt})
             except DuplicateRecordError:
                 prior = self.store.find_record(conn, municipality, record_id)
                 if prior is not None:
                     return self._seen(prior, content_hash, record_id)
             except IntegrityError:
-                log.info("intake: concurrent write of the same id, retrying", extra={"attempt": attempt})
+                log.debug("intake: concurrent write of the same id, retrying", extra={"attempt": attempt})
         log.warning("intake: gave up after concurrent writes", extra={"record_id": record_id})
         return Outcome(
             "busy",

@@ -150,3 +150,43 @@ def test_losing_the_race_on_the_record_id(engine: Engine, settings: Any, same: b
     assert outcome.status == status
     assert store.looks == 2
     assert count(engine) == 2
+
+
+def test_a_rejection_that_raced_with_the_same_record_is_a_duplicate(engine: Engine, settings: Any) -> None:
+    from tests.intake.conftest import clock
+
+    first = IntakeService(engine, settings, clock=clock)
+    assert first.submit(parsed(first, example("ex-16"))).status == "accepted"
+    store = LateDuplicateStore()
+    racer = IntakeService(engine, settings, clock=clock, store=store)
+    # the first look misses ex-16; the state then shows its underretning (as committed meanwhile),
+    # which alone would reject it ("already been received"): the second look makes it a duplicate
+    outcome = racer.submit(parsed(racer, example("ex-16")))
+    assert outcome.status == "duplicate"
+    assert store.looks == 2
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def test_a_transaction_aborted_by_a_deadlock_runs_again(engine: Engine) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from services.intake.service import in_transaction
+
+    calls: list[int] = []
+
+    def work(conn: Any) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("INSERT ...", {}, _Deadlock())
+        return "done"
+
+    assert in_transaction(engine, work) == "done" and len(calls) == 3
+
+    def broken(conn: Any) -> str:
+        raise OperationalError("INSERT ...", {}, ValueError("disk full"))
+
+    with pytest.raises(OperationalError):
+        in_transaction(engine, broken)
