@@ -3,14 +3,14 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-VENV       := .venv
+VENV       ?= .venv
 PY         := $(VENV)/bin/python
 PYTHON     ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 # test-only packages not (yet) in pyproject's dev extra
 EXTRA_DEV  := pyyaml==6.0.3
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint run run-kafka kafka-libs clean-run
+.PHONY: help install python-deps test lint run run-kafka kafka-libs clean-run
 
 help:
 	@echo "make install    create $(VENV) (Python 3.11), install the project with its dev extra, fetch the Kafka jars"
@@ -28,10 +28,12 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]' $(EXTRA_DEV)
 	@touch $@
 
+python-deps: $(VENV)/.installed
+
 kafka-libs:
 	deploy/kafka/kafka.sh fetch
 
-install: $(VENV)/.installed kafka-libs
+install: python-deps kafka-libs
 
 test: install
 	@rc=0; $(VENV)/bin/pytest -q $(PYTEST_ARGS) || rc=$$?; \
@@ -40,15 +42,16 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy shared services
 
-lint: install
+lint: python-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy shared services
 
-run: install
-	deploy/run-local.sh sql
+# the embedded default needs neither Java nor Maven
+run: python-deps
+	VENV_PYTHON=$(abspath $(PY)) deploy/run-local.sh sql
 
 run-kafka: install
-	deploy/run-local.sh kafka
+	VENV_PYTHON=$(abspath $(PY)) deploy/run-local.sh kafka
 
 clean-run:
 	-deploy/kafka/kafka.sh stop .run/kafka

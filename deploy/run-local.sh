@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 MODE="${1:-sql}"
-PY="${PYTHON:-$ROOT/.venv/bin/python}"
+PY="${VENV_PYTHON:-$ROOT/.venv/bin/python}"
 RUN="$ROOT/.run"
 SERVICES=(intake followup ledelsesinfo)
 declare -A PORTS=([intake]=8001 [followup]=8002 [ledelsesinfo]=8003)

@@ -18,7 +18,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LIBS="$HERE/libs"
 POM="$HERE/pom.xml"
 JAVA="${JAVA:-java}"
-HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
+read -r -a HEAP_OPTS <<<"${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 
@@ -26,7 +26,7 @@ log() { echo "kafka.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 usage() {
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -40,8 +40,15 @@ fetch() {
     command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install -y maven)"
     log "resolving Kafka jars from Maven Central into $LIBS"
     rm -rf "$LIBS"
-    mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS" >&2 \
-        || die "mvn dependency:copy-dependencies failed"
+    local mvnlog
+    mvnlog="$(mktemp)"
+    if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$LIBS" >"$mvnlog" 2>&1; then
+        cat "$mvnlog" >&2
+        rm -f "$mvnlog"
+        die "mvn dependency:copy-dependencies failed"
+    fi
+    rm -f "$mvnlog"
     compgen -G "$LIBS/kafka_2.13-*.jar" >/dev/null || die "no kafka_2.13 jar in $LIBS after mvn"
     pom_digest >"$stamp"
 }
@@ -231,7 +238,7 @@ start() {
         local cid
         cid="$(cluster_id)"
         log "formatting $dir/data (cluster id $cid)"
-        "$JAVA" $HEAP_OPTS -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$LIBS/*" \
+        "$JAVA" "${HEAP_OPTS[@]}" -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$LIBS/*" \
             kafka.tools.StorageTool format --ignore-formatted -t "$cid" -c "$dir/server.properties" \
             >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "storage format failed"; }
     fi
@@ -245,7 +252,7 @@ start() {
     } >>"$dir/kafka.log"
     # shellcheck disable=SC2016
     setsid bash -c 'echo $$ >"$1/kafka.pid"; shift; exec "$@"' _ "$dir" \
-        "$JAVA" $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        "$JAVA" "${HEAP_OPTS[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" \
         -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
         >>"$dir/kafka.log" 2>&1 </dev/null &

@@ -16,14 +16,14 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from services.followup.domain.cadence import HERNING, ProfileChange, ProfileTimeline
-from services.followup.domain.calendar import TZ
-from services.followup.domain.deadlines import DEADLINE_LABELS_DA, STATES
-from services.followup.domain.views import case_view, deadline_view, iso
 from services.followup.projection import FollowupProjection, load_profile_changes, record_profile_change
 from services.followup.queries import caseload, find_case, worklist
 from shared.audit import write_audit
 from shared.auth import CurrentPrincipal, Principal, authorize_scope, can_see_case, require_role
+from shared.casework.cadence import HERNING, ProfileChange, ProfileTimeline
+from shared.casework.calendar import TZ
+from shared.casework.deadlines import DEADLINE_LABELS_DA, STATES
+from shared.casework.views import case_view, deadline_view, iso
 
 SERVICE = "followup"
 MUNICIPALITY = r"^[0-9]{3}$"

@@ -22,11 +22,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select
 
 from services.followup.config import Settings
-from services.followup.domain.cadence import CadenceProfile, ProfileChange, ProfileTimeline
-from services.followup.domain.calendar import as_utc
-from services.followup.domain.child import project_child
-from services.followup.domain.model import ChildPicture
-from services.followup.domain.views import case_view
 from services.followup.tables import (
     DERIVED_TABLES,
     fu_assignments,
@@ -37,6 +32,11 @@ from services.followup.tables import (
     fu_profiles,
     metadata,
 )
+from shared.casework.cadence import CadenceProfile, ProfileChange, ProfileTimeline
+from shared.casework.calendar import as_utc
+from shared.casework.child import project_child
+from shared.casework.model import ChildPicture
+from shared.casework.views import case_view
 from shared.events.envelope import EventEnvelope
 
 CHUNK = 500

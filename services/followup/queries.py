@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select
 
-from services.followup.domain.calendar import as_utc
-from services.followup.domain.deadlines import DUE_SOON_WINDOW, STATES, Deadline
 from services.followup.tables import fu_assignments, fu_cases, fu_deadlines
+from shared.casework.calendar import as_utc
+from shared.casework.deadlines import DUE_SOON_WINDOW, STATES, Deadline
 
 d = fu_deadlines
 a = fu_assignments

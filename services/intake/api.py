@@ -167,11 +167,7 @@ async def post_record(request: Request, principal: CurrentPrincipal) -> JSONResp
         return _refused(422, parsed.reason, parsed.field, parsed.record_id)
     authorize_scope(principal, parsed.municipality, purpose="write")
     outcome: Outcome = await run_in_threadpool(service.submit, parsed, _correlation_id(request))
-    log.info(
-        "intake: record %s",
-        outcome.status,
-        extra={"record_id": outcome.record_id, "type": type(parsed).__name__, "field": outcome.field},
-    )
+    log.info("intake: record %s %s (%s)", outcome.record_id, outcome.status, type(parsed).__name__)
     headers = {"Retry-After": "1"} if outcome.status == "busy" else None
     return JSONResponse(
         status_code=_STATUS_CODES[outcome.status], content=outcome.response(), headers=headers
@@ -210,7 +206,13 @@ async def post_bulk(request: Request, principal: CurrentPrincipal) -> StreamingR
         importer.close()
         raise
     log.info(
-        "intake: bulk import done", extra={"correlation_id": importer.correlation_id, **summary.as_dict()}
+        "intake: bulk import %s for %s: %d lines, %d accepted, %d duplicate, %d rejected",
+        importer.correlation_id,
+        principal.municipality,
+        summary.lines,
+        summary.accepted,
+        summary.duplicate,
+        summary.rejected,
     )
     return StreamingResponse(
         importer.iter_json(), media_type="application/json", background=BackgroundTask(importer.close)

@@ -20,6 +20,7 @@ import logging
 import os
 import struct
 import tempfile
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -348,8 +349,14 @@ class BulkImport:
             return self.service.write(conn, parsed, self.correlation_id)
         except SQLAlchemyError:
             raise  # the database itself failed: stop the import (committed chunks stay)
-        except Exception:
-            log.exception("intake bulk: line could not be processed", extra={"line": line_no})
+        except Exception as exc:
+            # Frames only: an exception's message may quote the data it choked on.
+            log.error(
+                "intake bulk: line %d could not be processed (%s)\n%s",
+                line_no,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
             return Outcome(
                 "rejected",
                 parsed.record_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.ledelsesinfo.domain.deadlines import Rules
+from shared.casework.rules import DefaultRules
 from shared.config import ServiceSettings
 
 
@@ -23,5 +23,6 @@ class Settings(ServiceSettings):
     def target_for(self, municipality: str) -> int:
         return self.caseload_targets.get(municipality, self.caseload_target)
 
-    def rules(self) -> Rules:
-        return Rules(child_conversation_days=self.child_conversation_days)
+    def rules(self) -> DefaultRules:
+        """The settings the shared deadline rules read (as the follow-up service's)."""
+        return DefaultRules(child_conversation_days=self.child_conversation_days)

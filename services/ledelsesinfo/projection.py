@@ -1,10 +1,11 @@
 """The ledelsesinfo projection: keeps the period buckets of every scope up to date, incrementally.
 
 apply(): store the new events; for each child touched in the batch, load the set of all its events,
-recompute its contributions (domain/contributions.py), and add (new - old) to the buckets. Because a
-child's contributions depend only on the set of its events, and the buckets are integer sums of the
-children's contributions, the end state is the same whatever the arrival order or the batching; a
-late record (a DUBU backfill) simply changes the child's contributions in the past periods it touches.
+recompute its contributions (domain/contributions.py, over the shared engine's `project_child`), and
+add (new - old) to the buckets. Because a child's contributions depend only on the set of its events,
+and the buckets are integer sums of the children's contributions, the end state is the same whatever
+the arrival order or the batching; a late record (a DUBU backfill) simply changes the child's
+contributions in the past periods it touches.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from services.ledelsesinfo import tables
 from services.ledelsesinfo.domain.contributions import POINT, Bucket, Contributions, child_contributions
-from services.ledelsesinfo.domain.deadlines import DEFAULT_RULES, Rules
 from services.ledelsesinfo.domain.fenwick import update_nodes
+from shared.casework.cadence import ProfileLookup, default_lookup
+from shared.casework.rules import DefaultRules, RuleSettings
 from shared.events.envelope import EventEnvelope
 
 T = TypeVar("T")
@@ -72,8 +74,13 @@ class LedelsesinfoProjection:
     name = "ledelsesinfo"
     metadata = tables.metadata
 
-    def __init__(self, rules: Rules = DEFAULT_RULES) -> None:
-        self.rules = rules
+    def __init__(
+        self, rules: RuleSettings | None = None, profile_lookup: ProfileLookup = default_lookup
+    ) -> None:
+        """`rules` and `profile_lookup` are those of the shared case-work engine (default: 7 days to
+        the child conversation, Herning's cadence profile), as the follow-up worklists use them."""
+        self.rules: RuleSettings = rules if rules is not None else DefaultRules()
+        self.profile_lookup = profile_lookup
 
     # --- Projection protocol ---------------------------------------------------------------
 
@@ -104,7 +111,7 @@ class LedelsesinfoProjection:
                 if not envs:
                     continue
                 municipality = envs[0].municipality
-                new = child_contributions(envs, self.rules)
+                new = child_contributions(envs, self.profile_lookup, self.rules)
                 before = decode_contributions(old[stream]) if stream in old else {}
                 self._diff(municipality, before, new, point_delta, state_delta)
                 child_rows.append((stream, municipality, encode_contributions(new), stream in old))

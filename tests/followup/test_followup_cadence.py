@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.followup.api import parse_at, parse_states
-from services.followup.domain.cadence import HERNING, CadenceProfile, ProfileChange, ProfileTimeline
-from services.followup.domain.calendar import Period
+from shared.casework.cadence import HERNING, CadenceProfile, ProfileChange, ProfileTimeline
+from shared.casework.calendar import Period
 
 
 def test_herning_is_the_default() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from services.followup.domain.calendar import (
+from shared.casework.calendar import (
     Period,
     add_months,
     end_of_day,

@@ -10,11 +10,11 @@ from datetime import date, datetime
 
 import pytest
 
-from services.followup.domain.cadence import CadenceProfile, ProfileLookup, default_lookup
-from services.followup.domain.calendar import Period, end_of_day
-from services.followup.domain.child import project_child
-from services.followup.domain.deadlines import Deadline
-from services.followup.domain.model import ChildPicture
+from shared.casework.cadence import CadenceProfile, ProfileLookup, default_lookup
+from shared.casework.calendar import Period, end_of_day
+from shared.casework.child import project_child
+from shared.casework.deadlines import Deadline
+from shared.casework.model import ChildPicture
 from tests.followup.followup_factory import Stream, local, only
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.followup.domain.child import project_child
+from shared.casework.child import project_child
 from tests.followup.followup_factory import Stream, local
 
 

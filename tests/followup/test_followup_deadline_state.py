@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.followup.domain.deadlines import Deadline
+from shared.casework.deadlines import Deadline
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 DUE = datetime(2026, 11, 20, 23, 0, tzinfo=UTC)

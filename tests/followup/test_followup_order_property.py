@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.followup.domain.cadence import CadenceProfile
-from services.followup.domain.calendar import Period
-from services.followup.domain.child import project_child
+from shared.casework.cadence import CadenceProfile
+from shared.casework.calendar import Period
+from shared.casework.child import project_child
 from shared.events.catalogue import (
     CaseClosed,
     CaseOpened,

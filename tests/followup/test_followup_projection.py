@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.followup.config import Settings
-from services.followup.domain.cadence import CadenceProfile, ProfileChange
-from services.followup.domain.calendar import Period
 from services.followup.projection import FollowupProjection, record_profile_change
 from services.followup.tables import fu_assignments, fu_cases, fu_deadlines, fu_events
+from shared.casework.cadence import CadenceProfile, ProfileChange
+from shared.casework.calendar import Period
 from shared.db import make_engine
 from shared.events.envelope import EventEnvelope
 from tests.followup.followup_factory import Stream, local

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Engine
 
 from services.ledelsesinfo import store, tables
-from services.ledelsesinfo.domain.deadlines import DEFAULT_RULES, Rules
 from services.ledelsesinfo.domain.periods import MONTH, WEEK, month_index, week_index
 from services.ledelsesinfo.projection import LedelsesinfoProjection
 from services.ledelsesinfo.reports import (
@@ -22,6 +21,7 @@ from services.ledelsesinfo.reports import (
     report_json,
     weekly_report,
 )
+from shared.casework.rules import RuleSettings
 from shared.db import make_engine
 from shared.events.envelope import EventEnvelope
 from tests.ledelsesinfo.factory import Child
@@ -30,7 +30,7 @@ LATER = datetime(2031, 1, 1, tzinfo=UTC)  # a report made long after: every dead
 
 
 class Harness:
-    def __init__(self, engine: Engine, rules: Rules = DEFAULT_RULES) -> None:
+    def __init__(self, engine: Engine, rules: RuleSettings | None = None) -> None:
         self.engine = engine
         self.projection = LedelsesinfoProjection(rules)
 

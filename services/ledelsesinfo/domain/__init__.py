@@ -1,2 +1,2 @@
-"""Pure domain of ledelsesinfo: periods, figure definitions, a child's timeline, its deadlines and its
-contributions to the period buckets. No I/O here."""
+"""Pure domain of ledelsesinfo: periods, figure definitions, and a child's contributions to the period
+buckets. The case facts and deadline rules come from the shared engine (shared/casework). No I/O."""

@@ -18,9 +18,19 @@
 All values are integers, so adding and subtracting contributions in any order gives exactly the same
 buckets (durations in seconds or days, costs in øre x days, waits as sums of date ordinals).
 
-Attribution: an underretning counts for its own `team_id`; everything else for its case's team. A
-caseworker is the one holding the case at the instant in question (at the event for event figures,
-at the period's end for state figures).
+The facts come from the shared case-work engine (`shared.casework.project_child`), the same picture
+the follow-up worklists are made of: case attribution of underretninger, caseworker history,
+phases, and every deadline with its due, met and ended instants and its `overdue` state.
+
+Attribution: an underretning, and the on-time shares of its `acute_assessment` and `receipt`
+deadlines (which §6.1 defines over "those received in the week"), count for the underretning's own
+`team_id`; `overdue_deadlines` counts for the deadline's responsible team as the worklist shows it
+(its case's team, else the underretning's); everything else for its case's team. A caseworker is
+the one holding the case at the instant in question (at the event for event figures, at the
+period's end for state figures).
+
+Conventions: a fact holds on the half-open interval [start, end) of instants. A case closing ends
+its measures and waiting-list stays for the figures (a closed case runs nothing).
 """
 
 from __future__ import annotations
@@ -30,31 +40,28 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from services.ledelsesinfo.domain.deadlines import DEFAULT_RULES, Deadline, Rules, child_deadlines
 from services.ledelsesinfo.domain.periods import (
     MONTH,
     WEEK,
     PeriodKind,
     date_index,
-    end_of_day,
-    local_date,
     period_index,
     period_last_date,
     start_of_day,
 )
-from services.ledelsesinfo.domain.timeline import (
-    Case,
-    Timeline,
-    build_timeline,
-    caseworker_at,
-    caseworker_segments,
-)
+from shared.casework.cadence import ProfileLookup, default_lookup
+from shared.casework.calendar import end_of_day, local_date
+from shared.casework.child import project_child
+from shared.casework.deadlines import Deadline
+from shared.casework.model import Assignment, Case, ChildPicture
+from shared.casework.rules import RuleSettings, investigation_due
 from shared.events.envelope import EventEnvelope
 
 Mode = Literal["p", "s"]
 Bucket = tuple[str, str, int, str, str, str, str]  # mode, kind, period, team, caseworker, bucket, key
 Contributions = dict[Bucket, int]
 Stay = tuple[datetime, datetime | None, str | None]  # [start, end) and the team
+Assignments = Sequence[Assignment]
 
 POINT: Mode = "p"
 STATE: Mode = "s"
@@ -94,6 +101,39 @@ def seconds_key(seconds: int) -> str:
     return f"{seconds:012d}"
 
 
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
+
+
+def caseworker_at(assignments: Assignments, at: datetime) -> str | None:
+    """The caseworker of the last assignment at or before `at` (as `Case.caseworker_at`)."""
+    current = None
+    for a in assignments:
+        if a.assigned_at > at:
+            break
+        current = a.caseworker_id
+    return current
+
+
+def caseworker_segments(
+    assignments: Assignments, start: datetime, end: datetime | None
+) -> list[tuple[datetime, datetime | None, str | None]]:
+    """Split [start, end) where the case changes caseworker: [(from, to, caseworker or None)]."""
+    out: list[tuple[datetime, datetime | None, str | None]] = []
+    s, cw = start, caseworker_at(assignments, start)
+    for a in assignments:
+        if a.assigned_at <= start:
+            continue
+        if end is not None and a.assigned_at >= end:
+            break
+        out.append((s, a.assigned_at, cw))
+        s, cw = a.assigned_at, a.caseworker_id
+    out.append((s, end, cw))
+    return out
+
+
 class _Acc:
     def __init__(self) -> None:
         self.data: defaultdict[Bucket, int] = defaultdict(int)
@@ -123,7 +163,7 @@ class _Acc:
             self.add(STATE, kind, period_index(kind, at), team, cw, bucket, key, value)
 
     def interval(self, kinds: Sequence[PeriodKind], start: datetime, end: datetime | None,
-                 team: str | None, assignments: Sequence[tuple[datetime, str]], bucket: str,
+                 team: str | None, assignments: Assignments, bucket: str,
                  key: str = "", value: int = 1, *, key_is_caseworker: bool = False) -> None:
         """A state holding on [start, end), split where the case changes caseworker."""
         if end is not None and end <= start:
@@ -178,19 +218,25 @@ def _union(intervals: Sequence[tuple[datetime, datetime | None]]) -> list[tuple[
 # --- the figures ------------------------------------------------------------------------------
 
 
-def _share(acc: _Acc, kinds: Sequence[PeriodKind], d: Deadline, bucket: str, cw: str | None) -> None:
+def _share(acc: _Acc, kinds: Sequence[PeriodKind], started: datetime, due: datetime,
+           met: datetime | None, team: str | None, cw: str | None, bucket: str) -> None:
     """One item of an on-time share, counted in the period it started in."""
-    if d.met is not None:
-        acc.point(kinds, d.started, d.team_id, cw, bucket, DEN)
-        if d.met_on_time:
-            acc.point(kinds, d.started, d.team_id, cw, bucket, NUM)
+    if met is not None:
+        acc.point(kinds, started, team, cw, bucket, DEN)
+        if met <= due:
+            acc.point(kinds, started, team, cw, bucket, NUM)
     else:
-        acc.point(kinds, d.started, d.team_id, cw, bucket, pending_key(d.due))
+        acc.point(kinds, started, team, cw, bucket, pending_key(due))
 
 
-def _underretninger(acc: _Acc, tl: Timeline, deadlines: Sequence[Deadline]) -> None:
-    for u in tl.underretninger:
-        cws = tl.assignments_of_case(u.case_id)
+def _assignments(pic: ChildPicture, case_id: str | None) -> Assignments:
+    case = pic.cases.get(case_id) if case_id is not None else None
+    return case.assignments if case is not None else ()
+
+
+def _underretninger(acc: _Acc, pic: ChildPicture) -> None:
+    for u in pic.underretninger.values():
+        cws = _assignments(pic, u.case_id)
         cw = caseworker_at(cws, u.received_at)
         acc.point(W, u.received_at, u.team_id, cw, "underretninger_received", "")
         acc.point(M, u.received_at, u.team_id, None, RECEIVED_BY_NOTIFIER, u.notifier)
@@ -199,21 +245,27 @@ def _underretninger(acc: _Acc, tl: Timeline, deadlines: Sequence[Deadline]) -> N
         if u.assessed_at is not None:
             seconds = max(0, int((u.assessed_at - u.received_at).total_seconds()))
             acc.point(W, u.received_at, u.team_id, cw, REACTION_SECONDS, seconds_key(seconds))
-    for d in deadlines:
-        cw = caseworker_at(d.caseworkers, d.started)
+    # §6.1 defines these shares by the facts of the underretninger received in the period (assessed
+    # / receipt sent, by the deadline), so a fact after the case closed still counts; the due
+    # instant is the engine's.
+    for d in pic.deadlines:
+        if d.deadline not in ("acute_assessment", "receipt") or d.underretning_id is None:
+            continue
+        u = pic.underretninger[d.underretning_id]
+        cw = caseworker_at(_assignments(pic, u.case_id), u.received_at)
         if d.deadline == "acute_assessment":
-            _share(acc, WM, d, "acute_assessment_on_time_share", cw)
-        elif d.deadline == "receipt":
-            _share(acc, W, d, "receipt_on_time_share", cw)
+            _share(acc, WM, u.received_at, d.due, u.assessed_at, u.team_id, cw,
+                   "acute_assessment_on_time_share")
+        else:
+            _share(acc, W, u.received_at, d.due, u.receipt_sent_at, u.team_id, cw, "receipt_on_time_share")
 
 
-def _investigations(acc: _Acc, tl: Timeline, deadlines: Sequence[Deadline]) -> None:
-    due_of = {(d.case_id, d.started): d.due for d in deadlines if d.deadline == "investigation"}
-    for inv in tl.investigations:
+def _investigations(acc: _Acc, case: Case) -> None:
+    team = case.team_id
+    for inv in case.investigations:
         if inv.kind != BFU or inv.completed_at is None:
             continue
-        team = tl.team_of_case(inv.case_id)
-        cw = caseworker_at(tl.assignments_of_case(inv.case_id), inv.completed_at)
+        cw = case.caseworker_at(inv.completed_at)
         acc.point(W, inv.completed_at, team, cw, "investigations_completed", "")
         if inv.started_at is None:
             continue  # a completion whose start is unknown: no duration, no on-time judgement
@@ -221,102 +273,112 @@ def _investigations(acc: _Acc, tl: Timeline, deadlines: Sequence[Deadline]) -> N
         acc.point(W, inv.completed_at, team, cw, INVESTIGATION_DAYS, "sum", days)
         acc.point(W, inv.completed_at, team, cw, INVESTIGATION_DAYS, "n")
         acc.point(WM, inv.completed_at, team, cw, "investigation_on_time_share", DEN)
-        if inv.completed_at <= due_of[(inv.case_id, inv.started_at)]:
+        if inv.completed_at <= investigation_due(inv.started_at):
             acc.point(WM, inv.completed_at, team, cw, "investigation_on_time_share", NUM)
 
 
-def _phase_segments(tl: Timeline, case: Case) -> list[tuple[datetime, datetime | None, str]]:
-    """The case's phase over [opened, closed): the first that fits of modtaget, undersoegelse,
-    indsats, afventer."""
-    unds = [(u.received_at, u.assessed_at) for u in tl.underretninger if u.case_id == case.id]
-    invs = [(i.started_at, i.completed_at) for i in tl.investigations
-            if i.case_id == case.id and i.started_at is not None]
-    meas = [(m.started_at, m.ended_at) for m in tl.measures if m.case_id == case.id]
-
-    def holds(intervals: list[tuple[datetime, datetime | None]], t: datetime) -> bool:
-        return any(s <= t and (e is None or t < e) for s, e in intervals)
-
-    def phase(t: datetime) -> str:
-        if holds(unds, t):  # type: ignore[arg-type]
-            return "modtaget"
-        if holds(invs, t):  # type: ignore[arg-type]
-            return "undersoegelse"
-        return "indsats" if holds(meas, t) else "afventer"
-
-    cuts = {case.opened_at}
-    for s, e in (*unds, *invs, *meas):
-        cuts.update(t for t in (s, e) if t is not None)
-    points = sorted(t for t in cuts if t >= case.opened_at and (case.closed_at is None or t < case.closed_at))
+def _phase_segments(pic: ChildPicture, case: Case, opened_at: datetime
+                    ) -> list[tuple[datetime, datetime | None, str]]:
+    """The case's phase over [opened, closed) (`ChildPicture.phase_at`, the worklist's phase),
+    evaluated at every instant where it can change."""
+    cuts = {opened_at}
+    for uid in case.underretning_ids:
+        u = pic.underretninger[uid]
+        cuts.add(u.received_at)
+        if u.assessed_at is not None:
+            cuts.add(u.assessed_at)
+    for inv in case.investigations:
+        if inv.started_at is not None:
+            cuts.add(inv.started_at)
+            if inv.completed_at is not None:
+                cuts.add(inv.completed_at)
+    for m in case.measures:
+        cuts.add(m.started_at)
+        if m.ended_at is not None:
+            cuts.add(m.ended_at)
+    closed = case.closed_at
     out: list[tuple[datetime, datetime | None, str]] = []
-    for t in points:
-        p = phase(t)
-        if out and out[-1][2] == p:
+    for t in sorted(cuts):
+        if t < opened_at or (closed is not None and t >= closed):
+            continue
+        p = pic.phase_at(case.case_id, t)
+        if p is None or (out and out[-1][2] == p):
             continue
         if out:
             out[-1] = (out[-1][0], t, out[-1][2])
         out.append((t, None, p))
     if out:
-        out[-1] = (out[-1][0], case.closed_at, out[-1][2])
+        out[-1] = (out[-1][0], closed, out[-1][2])
     return out
 
 
-def _cases(acc: _Acc, tl: Timeline) -> None:
-    for case in tl.cases.values():
+def _cases(acc: _Acc, pic: ChildPicture) -> None:
+    for case in pic.cases.values():
+        _investigations(acc, case)
+        if case.opened_at is None:
+            continue  # not opened (yet): no open case, no phase
         a, team = case.assignments, case.team_id
         acc.interval(WM, case.opened_at, case.closed_at, team, a, "open_cases")
         acc.interval(W, case.opened_at, case.closed_at, team, a, CASELOAD, key_is_caseworker=True)
-        for at in case.caseworker_changes():
-            acc.point(M, at, team, None, CASEWORKER_CHANGES, "")
-        for s, e, phase in _phase_segments(tl, case):
+        for assignment in a:
+            if assignment.change:
+                acc.point(M, assignment.assigned_at, team, None, CASEWORKER_CHANGES, "")
+        for s, e, phase in _phase_segments(pic, case, case.opened_at):
             acc.interval(W, s, e, team, a, "cases_by_phase", phase)
 
 
-def _overdue(acc: _Acc, deadlines: Sequence[Deadline]) -> None:
+def _overdue(acc: _Acc, pic: ChildPicture, deadlines: Sequence[Deadline]) -> None:
+    """Each deadline over the instants its worklist state is `overdue` (`Deadline.overdue_span`)."""
     for d in deadlines:
-        if not d.is_ever_overdue():
+        span = d.overdue_span()
+        if span is None:
             continue
-        acc.interval(W, d.due, d.overdue_until, d.team_id, d.caseworkers, "overdue_deadlines", d.deadline)
-        acc.interval(W, d.due, d.overdue_until, d.team_id, d.caseworkers, OVERDUE_BY_CASEWORKER,
-                     key_is_caseworker=True)
+        since, until = span
+        cws = _assignments(pic, d.case_id)
+        acc.interval(W, since, until, d.team_id, cws, "overdue_deadlines", d.deadline)
+        acc.interval(W, since, until, d.team_id, cws, OVERDUE_BY_CASEWORKER, key_is_caseworker=True)
 
 
-def _measures(acc: _Acc, tl: Timeline) -> None:
+def _measures(acc: _Acc, pic: ChildPicture) -> None:
     """Helårspersoner, costs, placed children, early intervention and staircase moves (monthly).
-    A measure runs on every calendar day from its start date to its end date, both included."""
+    A measure runs on every calendar day from its start date to its end date (its `MeasureEnded` or
+    its case's closing, whichever is first), both included."""
     runs: list[tuple[date, date | None, int, str | None]] = []
     placed: dict[str, list[tuple[datetime, datetime | None, str | None]]] = defaultdict(list)
     early: list[tuple[int, str | None]] = []
-    for m in tl.measures:
-        s = local_date(m.started_at)
-        e = local_date(m.ended_at) if m.ended_at is not None else None
-        if e is not None and e < s:
-            continue
-        team = tl.team_of_case(m.case_id)
-        runs.append((s, e, m.step, team))
-        cost = round(m.monthly_cost_dkk * 100) if m.monthly_cost_dkk is not None else 0
-        first = date_index(MONTH, s)
-        last = date_index(MONTH, e) if e is not None else None
-        if last == first:
-            days = (e - s).days + 1  # type: ignore[operator]
-            acc.add(POINT, MONTH, first, team, None, HELAAR_DAYS, m.measure_type, days)
-            acc.add(POINT, MONTH, first, team, None, COST_DAYS, m.measure_type, days * cost)
-        else:
-            days = (period_last_date(MONTH, first) - s).days + 1
-            acc.add(POINT, MONTH, first, team, None, HELAAR_DAYS, m.measure_type, days)
-            acc.add(POINT, MONTH, first, team, None, COST_DAYS, m.measure_type, days * cost)
-            acc.add(STATE, MONTH, first + 1, team, None, HELAAR_FULL, m.measure_type, 1)
-            acc.add(STATE, MONTH, first + 1, team, None, COST_FULL, m.measure_type, cost)
-            if e is not None and last is not None:
-                acc.add(POINT, MONTH, last, team, None, HELAAR_DAYS, m.measure_type, e.day)
-                acc.add(POINT, MONTH, last, team, None, COST_DAYS, m.measure_type, e.day * cost)
-                acc.add(STATE, MONTH, last, team, None, HELAAR_FULL, m.measure_type, -1)
-                acc.add(STATE, MONTH, last, team, None, COST_FULL, m.measure_type, -cost)
-        if m.placement:
-            placed[m.measure_type].append(
-                (start_of_day(s), end_of_day(e) if e is not None else None, team)
-            )
-        if m.step in (1, 2):
-            early.append((first, team))
+    for case in pic.cases.values():
+        team = case.team_id
+        for m in case.measures:
+            ended_at = _earliest(m.ended_at, case.closed_at)
+            s = local_date(m.started_at)
+            e = local_date(ended_at) if ended_at is not None else None
+            if e is not None and e < s:
+                continue
+            runs.append((s, e, m.step, team))
+            cost = round(m.monthly_cost_dkk * 100) if m.monthly_cost_dkk is not None else 0
+            first = date_index(MONTH, s)
+            last = date_index(MONTH, e) if e is not None else None
+            if last == first:
+                days = (e - s).days + 1  # type: ignore[operator]
+                acc.add(POINT, MONTH, first, team, None, HELAAR_DAYS, m.measure_type, days)
+                acc.add(POINT, MONTH, first, team, None, COST_DAYS, m.measure_type, days * cost)
+            else:
+                days = (period_last_date(MONTH, first) - s).days + 1
+                acc.add(POINT, MONTH, first, team, None, HELAAR_DAYS, m.measure_type, days)
+                acc.add(POINT, MONTH, first, team, None, COST_DAYS, m.measure_type, days * cost)
+                acc.add(STATE, MONTH, first + 1, team, None, HELAAR_FULL, m.measure_type, 1)
+                acc.add(STATE, MONTH, first + 1, team, None, COST_FULL, m.measure_type, cost)
+                if e is not None and last is not None:
+                    acc.add(POINT, MONTH, last, team, None, HELAAR_DAYS, m.measure_type, e.day)
+                    acc.add(POINT, MONTH, last, team, None, COST_DAYS, m.measure_type, e.day * cost)
+                    acc.add(STATE, MONTH, last, team, None, HELAAR_FULL, m.measure_type, -1)
+                    acc.add(STATE, MONTH, last, team, None, COST_FULL, m.measure_type, -cost)
+            if m.placement:
+                placed[m.measure_type].append(
+                    (start_of_day(s), end_of_day(e) if e is not None else None, team)
+                )
+            if m.step in (1, 2):
+                early.append((first, team))
     for measure_type, items in placed.items():
 
         def running(_start: datetime, t: str = measure_type) -> list[tuple[str, str, int]]:
@@ -348,10 +410,13 @@ def _staircase(acc: _Acc, runs: Sequence[tuple[date, date | None, int, str | Non
         acc.distinct_points(MONTH, bucket, [(index, now[1])])
 
 
-def _waitlists(acc: _Acc, tl: Timeline) -> None:
+def _waitlists(acc: _Acc, pic: ChildPicture) -> None:
+    """A stay ends when the child leaves the list or the case closes, whichever is first."""
     by_offer: dict[str, list[tuple[datetime, datetime | None, str | None]]] = defaultdict(list)
-    for stay in tl.waitlist:
-        by_offer[stay.offer_type].append((stay.entered_at, stay.left_at, tl.team_of_case(stay.case_id)))
+    for case in pic.cases.values():
+        for stay in case.waitlist:
+            left_at = _earliest(stay.left_at, case.closed_at)
+            by_offer[stay.offer_type].append((stay.entered_at, left_at, case.team_id))
     for offer, items in by_offer.items():
 
         def waiting(start: datetime, o: str = offer) -> list[tuple[str, str, int]]:
@@ -360,9 +425,9 @@ def _waitlists(acc: _Acc, tl: Timeline) -> None:
         acc.distinct_intervals(MONTH, items, waiting)
 
 
-def _repeat_notifications(acc: _Acc, tl: Timeline) -> None:
+def _repeat_notifications(acc: _Acc, pic: ChildPicture) -> None:
     received = sorted(((date_index(MONTH, local_date(u.received_at)), u.received_at, u.team_id)
-                       for u in tl.underretninger), key=lambda r: r[1])
+                       for u in pic.underretninger.values()), key=lambda r: r[1])
     candidates = {m + k for m, _, _ in received for k in range(12)}
     items: list[tuple[int, str | None]] = []
     for index in sorted(candidates):
@@ -372,19 +437,23 @@ def _repeat_notifications(acc: _Acc, tl: Timeline) -> None:
     acc.distinct_points(MONTH, "repeat_notification_children_12m", items)
 
 
-def contributions_of(tl: Timeline, deadlines: Sequence[Deadline]) -> Contributions:
+def contributions_of(pic: ChildPicture) -> Contributions:
+    """The contributions of a child's picture (from the shared case-work engine)."""
     acc = _Acc()
-    _underretninger(acc, tl, deadlines)
-    _investigations(acc, tl, deadlines)
-    _cases(acc, tl)
-    _overdue(acc, deadlines)
-    _measures(acc, tl)
-    _waitlists(acc, tl)
-    _repeat_notifications(acc, tl)
+    _underretninger(acc, pic)
+    _cases(acc, pic)
+    _overdue(acc, pic, pic.deadlines)
+    _measures(acc, pic)
+    _waitlists(acc, pic)
+    _repeat_notifications(acc, pic)
     return acc.result()
 
 
-def child_contributions(events: Iterable[EventEnvelope], rules: Rules = DEFAULT_RULES) -> Contributions:
-    """The contributions of one child, from the set of its events (their order does not matter)."""
-    tl = build_timeline(events)
-    return contributions_of(tl, child_deadlines(tl, rules))
+def child_contributions(
+    events: Iterable[EventEnvelope],
+    profile_lookup: ProfileLookup = default_lookup,
+    settings: RuleSettings | None = None,
+) -> Contributions:
+    """The contributions of one child, from the set of its events (their order does not matter),
+    under the same cadence profiles and rule settings as the follow-up worklists."""
+    return contributions_of(project_child(events, profile_lookup, settings))

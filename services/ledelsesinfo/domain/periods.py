@@ -12,9 +12,8 @@ import calendar
 import re
 from datetime import date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
 
-TZ = ZoneInfo("Europe/Copenhagen")
+from shared.casework.calendar import TZ, local_date
 
 PeriodKind = Literal["W", "M"]
 WEEK: PeriodKind = "W"
@@ -31,31 +30,13 @@ class BadPeriod(ValueError):
 
 
 # --- days -------------------------------------------------------------------------------------
-
-
-def local_date(instant: datetime) -> date:
-    """The calendar date of an aware instant in Copenhagen."""
-    if instant.tzinfo is None:
-        raise ValueError("instant must be timezone-aware")
-    return instant.astimezone(TZ).date()
+# The calendar itself (Copenhagen time, local dates, 24:00 of a day) is the shared case-work
+# engine's: shared/casework/calendar.py.
 
 
 def start_of_day(day: date) -> datetime:
     """Local midnight at the start of `day` (24:00 of the day before), as an aware instant."""
     return datetime.combine(day, time(0, 0), tzinfo=TZ)
-
-
-def end_of_day(day: date) -> datetime:
-    """24:00 local time of `day`: where a deadline given in days, weeks or months falls due."""
-    return start_of_day(day + timedelta(days=1))
-
-
-def add_months(day: date, months: int) -> date:
-    """Same day of month `months` later, clamped to the last day of the target month."""
-    total = day.year * 12 + (day.month - 1) + months
-    year, month0 = divmod(total, 12)
-    last = calendar.monthrange(year, month0 + 1)[1]
-    return date(year, month0 + 1, min(day.day, last))
 
 
 # --- weeks ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from typing import Any
 
-from services.followup.domain.calendar import Period, add_months, as_utc
+from shared.casework.calendar import Period, add_months, as_utc
 from shared.events.codes import FOSTER_FAMILY_TYPES
 
 LEGAL_FIRST_FOLLOW_UP = Period(3, "months")

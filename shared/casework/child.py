@@ -29,10 +29,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from services.followup.domain.cadence import ProfileLookup, default_lookup, exemption_applies
-from services.followup.domain.calendar import as_utc
-from services.followup.domain.deadlines import Deadline
-from services.followup.domain.model import (
+from shared.casework.cadence import ProfileLookup, default_lookup, exemption_applies
+from shared.casework.calendar import as_utc
+from shared.casework.deadlines import Deadline
+from shared.casework.model import (
     Assignment,
     Case,
     ChildPicture,
@@ -42,7 +42,7 @@ from services.followup.domain.model import (
     Underretning,
     WaitlistEntry,
 )
-from services.followup.domain.rules import DefaultRules, RuleSettings, case_deadlines, underretning_deadlines
+from shared.casework.rules import DefaultRules, RuleSettings, case_deadlines, underretning_deadlines
 from shared.events.catalogue import (
     CaseClosed,
     CaseOpened,

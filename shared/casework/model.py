@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-from services.followup.domain.calendar import as_utc
-from services.followup.domain.deadlines import Deadline
+from shared.casework.calendar import as_utc
+from shared.casework.deadlines import Deadline
 
 Phase = Literal["modtaget", "undersoegelse", "indsats", "afventer"]
 PHASES: tuple[str, ...] = ("modtaget", "undersoegelse", "indsats", "afventer")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.followup.domain.calendar import TZ, as_utc
-from services.followup.domain.deadlines import DEADLINE_LABELS_DA, Deadline
-from services.followup.domain.model import (
+from shared.casework.calendar import TZ, as_utc
+from shared.casework.deadlines import DEADLINE_LABELS_DA, Deadline
+from shared.casework.model import (
     PHASE_LABELS_DA,
     Case,
     ChildPicture,

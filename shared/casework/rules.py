@@ -12,21 +12,21 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
 
-from services.followup.domain.cadence import (
+from shared.casework.cadence import (
     ProfileLookup,
     exemption_applies,
     first_follow_up_due,
     next_follow_up_due,
 )
-from services.followup.domain.calendar import (
+from shared.casework.calendar import (
     add_months,
     end_of_day,
     local_date,
     nth_working_day_after,
     plus_hours,
 )
-from services.followup.domain.deadlines import Deadline
-from services.followup.domain.model import Case, Measure, Underretning
+from shared.casework.deadlines import Deadline
+from shared.casework.model import Case, Measure, Underretning
 from shared.events.codes import ABUSE_REASONS
 
 ACUTE_ASSESSMENT_HOURS = 24
@@ -34,6 +34,40 @@ RECEIPT_WORKING_DAYS = 6
 INVESTIGATION_MONTHS = 4
 SUPERVISION_MONTHS = 6
 BOERNEFAGLIG = "boernefaglig_undersoegelse"
+
+
+# --------------------------------------------------------------------------- due instants
+# One function per rule of the deadline table (spec section 4), so the figures can ask the same rule.
+
+
+def acute_assessment_due(received_at: datetime) -> datetime:
+    """24 elapsed hours after receipt (a daylight-saving night does not shift it)."""
+    return plus_hours(received_at, ACUTE_ASSESSMENT_HOURS)
+
+
+def receipt_due(received_at: datetime) -> datetime:
+    """The end of the 6th working day after the (Copenhagen) day of receipt."""
+    return end_of_day(nth_working_day_after(local_date(received_at), RECEIPT_WORKING_DAYS))
+
+
+def child_conversation_due(received_at: datetime, days: int) -> datetime:
+    """The end of the day `days` days after the day of receipt."""
+    return end_of_day(local_date(received_at) + timedelta(days=days))
+
+
+def investigation_due(started_at: datetime) -> datetime:
+    """The end of the same day of month 4 months after the start, clamped to the month's end."""
+    return end_of_day(add_months(local_date(started_at), INVESTIGATION_MONTHS))
+
+
+def supervision_visit_due(since: datetime) -> datetime:
+    """The end of the same day of month 6 months after the placement's start or the last visit."""
+    return end_of_day(add_months(local_date(since), SUPERVISION_MONTHS))
+
+
+def child_plan_due(placement_started_at: datetime) -> datetime:
+    """The end of the placement's start date."""
+    return end_of_day(local_date(placement_started_at))
 
 
 class RuleSettings(Protocol):
@@ -101,12 +135,11 @@ def underretning_deadlines(
     make = partial(
         _deadline, child_id=child_id, team_id=team_id, case_id=u.case_id, underretning_id=u.underretning_id
     )
-    received_day = local_date(u.received_at)
     result = [
         make(
             "acute_assessment",
             starts_at=u.received_at,
-            due=plus_hours(u.received_at, ACUTE_ASSESSMENT_HOURS),
+            due=acute_assessment_due(u.received_at),
             met_at=u.assessed_at,
             ended_at=ended_at,
         )
@@ -116,7 +149,7 @@ def underretning_deadlines(
             make(
                 "receipt",
                 starts_at=u.received_at,
-                due=end_of_day(nth_working_day_after(received_day, RECEIPT_WORKING_DAYS)),
+                due=receipt_due(u.received_at),
                 met_at=u.receipt_sent_at,
                 ended_at=ended_at,
             )
@@ -130,7 +163,7 @@ def underretning_deadlines(
             make(
                 "child_conversation",
                 starts_at=u.received_at,
-                due=end_of_day(received_day + timedelta(days=days)),
+                due=child_conversation_due(u.received_at, days),
                 met_at=u.child_conversation_at,
                 ended_at=ended_at,
             )
@@ -151,7 +184,7 @@ def case_deadlines(
                 "investigation",
                 child_id=child_id,
                 starts_at=inv.started_at,
-                due=end_of_day(add_months(local_date(inv.started_at), INVESTIGATION_MONTHS)),
+                due=investigation_due(inv.started_at),
                 met_at=inv.completed_at,
                 ended_at=case.closed_at,
                 team_id=case.team_id,
@@ -219,13 +252,13 @@ def _measure_deadlines(
                 make(
                     "supervision_visit",
                     starts_at=starts_at,
-                    due=end_of_day(add_months(local_date(starts_at), SUPERVISION_MONTHS)),
+                    due=supervision_visit_due(starts_at),
                     met_at=visits[k] if k < len(visits) else None,
                     ended_at=end,
                     seq=k,
                 )
             )
-        due = end_of_day(start_day)
+        due = child_plan_due(m.started_at)
         on_time = [p for p in case.child_plans if p <= due]
         late = [p for p in case.child_plans if p > due]
         result.append(

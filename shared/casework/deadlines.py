@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from services.followup.domain.calendar import as_utc
+from shared.casework.calendar import as_utc
 
 DeadlineId = Literal[
     "acute_assessment",
@@ -110,6 +110,27 @@ class Deadline:
         if self.due <= t + DUE_SOON_WINDOW:
             return "due_soon"
         return "upcoming"
+
+    def overdue_span(self) -> tuple[datetime, datetime | None] | None:
+        """When the deadline is overdue, as `(since, until)` (`until` None: still open), or `None`
+        when it never is.
+
+        `state_at(t) == "overdue"` for every `t` with `since < t < until`, and for no `t` outside
+        `[since, until)`: `since` is the later of `due` and `starts_at`, `until` the earlier of the
+        meeting and the end. So the state just before any instant `p` (the end of a period) is
+        `overdue` exactly when `since < p <= until` (or `until` is None).
+        """
+        met = self._met_at_effective()
+        if met is None:
+            until = self.ended_at
+        elif self.ended_at is None:
+            until = met
+        else:
+            until = min(met, self.ended_at)
+        since = self.due if self.due >= self.starts_at else self.starts_at
+        if until is not None and until <= since:
+            return None
+        return since, until
 
     def ended_unmet_at(self, t: datetime) -> bool:
         """Whether at `t` the deadline has ended with its measure or case without being met."""
