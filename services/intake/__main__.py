@@ -49,10 +49,10 @@ def _engine(settings: Settings) -> Any:
 
 
 def cmd_migrate(settings: Settings) -> int:
-    from services.intake.adapters.schema import create_tables
+    from shared.migrations import migrate_service
 
-    create_tables(_engine(settings))
-    print("intake: tables are in place", file=sys.stderr)
+    migrate_service("intake", settings.event_store_url)
+    print("intake: database migrated to head", file=sys.stderr)
     return 0
 
 
