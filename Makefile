@@ -7,7 +7,7 @@ VENV       ?= .venv
 PY         := $(VENV)/bin/python
 PYTHON     ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 # test-only packages not (yet) in pyproject's dev extra
-EXTRA_DEV  := pyyaml==6.0.3
+EXTRA_DEV  :=
 PYTEST_ARGS ?=
 
 .PHONY: help install python-deps test lint run run-kafka kafka-libs clean-run

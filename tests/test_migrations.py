@@ -33,7 +33,7 @@ def _declared(service: str) -> list[MetaData]:
     return [li_metadata, audit_metadata, runner_metadata]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 @pytest.mark.parametrize("service", SERVICES)
 def test_migrations_reach_head_and_match_the_models(
     service: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest

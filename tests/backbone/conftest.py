@@ -10,7 +10,7 @@ from shared.db import make_engine
 from tests.backbone.support import create_store
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh empty database on each backend: a SQLite file, or a new database on the real server."""
     if request.param == "sqlite":

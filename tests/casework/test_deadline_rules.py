@@ -1,24 +1,22 @@
-"""The deadline rules of domain.md §4 as the figures use them."""
+"""The deadline rules of domain.md §4 in the shared case-work engine, as both the follow-up worklists
+and the ledelsesinfo figures use them (moved here from tests/ledelsesinfo/test_deadlines.py, which
+tested ledelsesinfo's former duplicate of these rules)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from services.ledelsesinfo.domain.deadlines import (
-    Deadline,
-    acute_assessment_due,
-    child_deadlines,
-    investigation_due,
-    is_working_day,
-    receipt_due,
-)
-from services.ledelsesinfo.domain.periods import end_of_day
-from services.ledelsesinfo.domain.timeline import build_timeline
+from shared.casework.calendar import end_of_day, is_working_day
+from shared.casework.child import project_child
+from shared.casework.deadlines import Deadline
+from shared.casework.rules import acute_assessment_due, investigation_due, receipt_due
 from tests.ledelsesinfo.factory import CPH, Child, t
+
+LATER = datetime(2031, 1, 1, tzinfo=UTC)
 
 
 def _deadlines(c: Child) -> list[Deadline]:
-    return child_deadlines(build_timeline(c.events))
+    return list(project_child(c.events).deadlines)
 
 
 def _one(c: Child, kind: str) -> Deadline:
@@ -49,6 +47,14 @@ def test_receipt_is_due_at_the_end_of_the_sixth_working_day() -> None:
     assert receipt_due(t("2026-11-22 23:30")) == end_of_day(date(2026, 11, 30))
 
 
+def test_receipt_deadline_of_a_professional_underretning_uses_the_rule() -> None:
+    c = Child()
+    c.received("u1", "2026-12-17 15:00", notifier="2")  # school: professional
+    c.received("u2", "2026-12-17 15:00", notifier="8")  # anonymous: no receipt deadline
+    receipts = [d for d in _deadlines(c) if d.deadline == "receipt"]
+    assert [(d.underretning_id, d.due) for d in receipts] == [("u1", end_of_day(date(2026, 12, 29)))]
+
+
 def test_acute_assessment_is_24_real_hours_across_summer_time_ending() -> None:
     received = t("2026-10-24 10:00")  # CEST; clocks go back on 25 Oct
     due = acute_assessment_due(received)
@@ -69,9 +75,9 @@ def test_child_conversation_case_only_meets_open_ones() -> None:
     c.conversation("2026-11-05 09:00", case="s")  # meets u1's (open at the time)
     c.received("u2", "2026-11-06 09:00", case_id="s", reasons=("overgreb_andre",))  # after it: still open
     ds = {d.underretning_id: d for d in _deadlines(c) if d.deadline == "child_conversation"}
-    assert ds["u1"].met == t("2026-11-05 09:00") and ds["u1"].met_on_time
+    assert ds["u1"].met_at == t("2026-11-05 09:00") and ds["u1"].state_at(LATER) == "met_on_time"
     assert ds["u1"].due == end_of_day(date(2026, 11, 9))
-    assert ds["u2"].met is None
+    assert ds["u2"].met_at is None
 
 
 def test_first_follow_up_and_cadence() -> None:
@@ -87,8 +93,9 @@ def test_first_follow_up_and_cadence() -> None:
     first = {d.measure_id: d for d in ds if d.deadline == "first_follow_up"}
     assert first["p"].due == end_of_day(date(2026, 1, 19))  # placement: 2 weeks
     assert first["n"].due == end_of_day(date(2026, 2, 2))  # non-placement: 4 weeks
-    assert first["p"].met == t("2026-01-15 09:00")
-    dues = [d.due for d in ds if d.deadline == "follow_up" and d.measure_id == "p"]
+    assert first["p"].met_at == t("2026-01-15 09:00")
+    follow_ups = sorted((d for d in ds if d.deadline == "follow_up" and d.measure_id == "p"), key=lambda d: d.seq)
+    dues = [d.due for d in follow_ups]
     assert dues == [
         end_of_day(date(2026, 2, 26)),
         end_of_day(date(2026, 3, 10)),
@@ -104,14 +111,14 @@ def test_supervision_visits_and_child_plan() -> None:
     c.visit("s", "p", "2026-06-30 09:00")
     c.plan("s", "2026-01-20 09:00")  # made after the start: met late
     ds = _deadlines(c)
-    visits = [d for d in ds if d.deadline == "supervision_visit"]
-    assert [(v.due, v.met) for v in visits] == [
+    visits = sorted((d for d in ds if d.deadline == "supervision_visit"), key=lambda d: d.seq)
+    assert [(v.due, v.met_at) for v in visits] == [
         (end_of_day(date(2026, 7, 5)), t("2026-06-30 09:00")),
         (end_of_day(date(2026, 12, 30)), None),
     ]
     plan = _one(c, "child_plan")
-    assert plan.due == end_of_day(date(2026, 1, 5)) and plan.met == t("2026-01-20 09:00")
-    assert not plan.met_on_time
+    assert plan.due == end_of_day(date(2026, 1, 5)) and plan.met_at == t("2026-01-20 09:00")
+    assert plan.state_at(LATER) == "met_late"
 
 
 def test_deadlines_end_with_their_measure() -> None:
@@ -120,4 +127,5 @@ def test_deadlines_end_with_their_measure() -> None:
     c.measure("s", "n", "raadgivning", "2026-01-05 09:00")
     c.measure_ended("s", "n", "2026-01-20 09:00")
     d = _one(c, "first_follow_up")
-    assert d.ended == t("2026-01-20 09:00") and not d.is_ever_overdue()  # ended before it was due
+    assert d.ended_at == t("2026-01-20 09:00")
+    assert d.overdue_span() is None  # ended before it was due: never overdue
