@@ -38,7 +38,11 @@ def _declared(service: str) -> list[MetaData]:
 def test_migrations_reach_head_and_match_the_models(
     service: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = f"sqlite:///{tmp_path}/{service}.db" if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    url = (
+        f"sqlite:///{tmp_path}/{service}.db"
+        if backend == "sqlite"
+        else request.getfixturevalue("fresh_pg_url")
+    )
     engine = make_engine(url)
     assert not service_at_head(service, engine)
     migrate_service(service, url)

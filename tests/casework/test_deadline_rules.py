@@ -94,8 +94,8 @@ def test_first_follow_up_and_cadence() -> None:
     assert first["p"].due == end_of_day(date(2026, 1, 19))  # placement: 2 weeks
     assert first["n"].due == end_of_day(date(2026, 2, 2))  # non-placement: 4 weeks
     assert first["p"].met_at == t("2026-01-15 09:00")
-    follow_ups = sorted((d for d in ds if d.deadline == "follow_up" and d.measure_id == "p"), key=lambda d: d.seq)
-    dues = [d.due for d in follow_ups]
+    follow_ups = [d for d in ds if d.deadline == "follow_up" and d.measure_id == "p"]
+    dues = [d.due for d in sorted(follow_ups, key=lambda d: d.seq)]
     assert dues == [
         end_of_day(date(2026, 2, 26)),
         end_of_day(date(2026, 3, 10)),

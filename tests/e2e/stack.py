@@ -57,20 +57,26 @@ class Stack:
             worker.drain(timeout=120)
 
     def headers(
-        self, role: str = "chef", municipality: str = "657", teams: tuple[str, ...] = (), caseworker_id: str | None = None
+        self,
+        role: str = "chef",
+        municipality: str = "657",
+        teams: tuple[str, ...] = (),
+        caseworker_id: str | None = None,
     ) -> dict[str, str]:
         key = (role, municipality, teams, caseworker_id)
         if key not in self._tokens:
             self._tokens[key] = mint_token(
-                role=role, municipality=municipality, teams=teams, caseworker_id=caseworker_id,
-                sub=f"{role}-e2e", secret=SECRET,
+                role=role,
+                municipality=municipality,
+                teams=teams,
+                caseworker_id=caseworker_id,
+                sub=f"{role}-e2e",
+                secret=SECRET,
             )
         return {"Authorization": f"Bearer {self._tokens[key]}"}
 
     def post(self, record: dict[str, Any], role: str = "system") -> Any:
-        return self.intake.post(
-            "/records", json=record, headers=self.headers(role, record["municipality"])
-        )
+        return self.intake.post("/records", json=record, headers=self.headers(role, record["municipality"]))
 
     def bulk(self, records: list[dict[str, Any]], municipality: str = "657") -> Any:
         body = "\n".join(json.dumps(r) for r in records) + "\n"
@@ -93,13 +99,21 @@ def running_stack(transport: str, tmp_path: Path, request: pytest.FixtureRequest
     urls = _urls(transport, tmp_path, request)
     for svc, url in urls.items():
         migrate_service(svc, url)
-    common: dict[str, Any] = {"transport": transport, "auth_jwt_secret": SECRET, "event_store_url": urls["intake"]}
+    common: dict[str, Any] = {
+        "transport": transport,
+        "auth_jwt_secret": SECRET,
+        "event_store_url": urls["intake"],
+    }
     topic = bootstrap = None
     if transport == "kafka":
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         topic = f"e2e-{uuid.uuid4().hex[:8]}"
         ensure_topics(bootstrap, (topic, topic + ".dlq"), partitions=6)
-        common |= {"kafka_bootstrap_servers": bootstrap, "kafka_topic": topic, "kafka_dlq_topic": topic + ".dlq"}
+        common |= {
+            "kafka_bootstrap_servers": bootstrap,
+            "kafka_topic": topic,
+            "kafka_dlq_topic": topic + ".dlq",
+        }
     intake_settings = IntakeSettings(**common, run_relay=False)
     followup_settings = FollowupSettings(**common, database_url=urls["followup"], run_worker=False)
     li_settings = LedelsesinfoSettings(**common, database_url=urls["ledelsesinfo"], run_worker=False)
@@ -113,7 +127,11 @@ def running_stack(transport: str, tmp_path: Path, request: pytest.FixtureRequest
     with ExitStack() as stack:
         clients = [
             stack.enter_context(TestClient(app))
-            for app in (intake_app(intake_settings), followup_app(followup_settings), ledelsesinfo_app(li_settings))
+            for app in (
+                intake_app(intake_settings),
+                followup_app(followup_settings),
+                ledelsesinfo_app(li_settings),
+            )
         ]
         try:
             yield Stack(transport, *clients, workers=workers, relay=relay, topic=topic, bootstrap=bootstrap)

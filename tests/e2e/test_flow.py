@@ -19,9 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "examples" 
 CPR_CHILD_A, CPR_CHILD_B, CPR_CHILD_C = "0101154123", "0202164124", "0303174125"
 
 
-@pytest.fixture(
-    params=["sql", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.postgres])]
-)
+@pytest.fixture(params=["sql", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.postgres])])
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     with running_stack(request.param, tmp_path, request) as s:
         yield s
@@ -33,8 +31,12 @@ def rec(rid: str, type_: str, at: str, **data: Any) -> dict[str, Any]:
 
 def _kafka_payloads(stack: Stack) -> list[bytes]:
     consumer = KafkaConsumer(
-        stack.topic, bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, consumer_timeout_ms=3000,
+        stack.topic,
+        bootstrap_servers=stack.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=3000,
     )
     values = [r.value for r in consumer]
     consumer.close()
@@ -86,20 +88,53 @@ def test_the_spec_examples_flow_through_every_service(stack: Stack) -> None:
 def _scenario() -> list[dict[str, Any]]:
     return [
         # Child A: an underretning from a school on Thursday 1 October, a case for caseworker sr-a.
-        rec("r1", "UnderretningReceived", "2026-10-01T10:00:00+02:00", underretning_id="U1",
-            child={"cpr": CPR_CHILD_A}, notifier="2", reasons=["barn_skole"], severity="bekymring", team_id="syd"),
-        rec("r2", "CaseOpened", "2026-10-01T11:00:00+02:00", case_id="S1", child={"cpr": CPR_CHILD_A},
-            team_id="syd", underretning_id="U1"),
+        rec(
+            "r1",
+            "UnderretningReceived",
+            "2026-10-01T10:00:00+02:00",
+            underretning_id="U1",
+            child={"cpr": CPR_CHILD_A},
+            notifier="2",
+            reasons=["barn_skole"],
+            severity="bekymring",
+            team_id="syd",
+        ),
+        rec(
+            "r2",
+            "CaseOpened",
+            "2026-10-01T11:00:00+02:00",
+            case_id="S1",
+            child={"cpr": CPR_CHILD_A},
+            team_id="syd",
+            underretning_id="U1",
+        ),
         rec("r3", "CaseworkerAssigned", "2026-10-01T11:05:00+02:00", case_id="S1", caseworker_id="sr-a"),
-        rec("r4", "InvestigationStarted", "2026-10-01T12:00:00+02:00", case_id="S1",
-            kind="boernefaglig_undersoegelse"),
+        rec(
+            "r4",
+            "InvestigationStarted",
+            "2026-10-01T12:00:00+02:00",
+            case_id="S1",
+            kind="boernefaglig_undersoegelse",
+        ),
         # Child B: an older case of sr-a, everything met.
-        rec("r5", "CaseOpened", "2026-09-01T09:00:00+02:00", case_id="S2", child={"cpr": CPR_CHILD_B},
-            team_id="syd"),
+        rec(
+            "r5",
+            "CaseOpened",
+            "2026-09-01T09:00:00+02:00",
+            case_id="S2",
+            child={"cpr": CPR_CHILD_B},
+            team_id="syd",
+        ),
         rec("r6", "CaseworkerAssigned", "2026-09-01T09:05:00+02:00", case_id="S2", caseworker_id="sr-a"),
         # Child C: a case of sr-b that was closed before the moment we look at.
-        rec("r7", "CaseOpened", "2026-09-01T09:00:00+02:00", case_id="S3", child={"cpr": CPR_CHILD_C},
-            team_id="syd"),
+        rec(
+            "r7",
+            "CaseOpened",
+            "2026-09-01T09:00:00+02:00",
+            case_id="S3",
+            child={"cpr": CPR_CHILD_C},
+            team_id="syd",
+        ),
         rec("r8", "CaseworkerAssigned", "2026-09-01T09:05:00+02:00", case_id="S3", caseworker_id="sr-b"),
         rec("r9", "CaseClosed", "2026-09-20T09:00:00+02:00", case_id="S3"),
     ]
@@ -127,7 +162,8 @@ def test_worklist_shows_exactly_the_overdue_and_due_soon_items_and_caseload_matc
     assert items == {("acute_assessment", "overdue", "S1"), ("receipt", "due_soon", "S1")}
 
     caseload = stack.followup.get(
-        "/caseload", params={"municipality": "657", "team_id": "syd", "at": at},
+        "/caseload",
+        params={"municipality": "657", "team_id": "syd", "at": at},
         headers=stack.headers("teamleder", teams=("syd",)),
     )
     assert caseload.status_code == 200, caseload.text
