@@ -81,9 +81,14 @@ def auth(**kwargs: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(**kwargs)}"}
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The embedded default (SQLite, SQL log) and production's store (PostgreSQL, with outbox rows)."""
+    if request.param == "sqlite":
+        return make_settings(tmp_path)
+    return make_settings(
+        tmp_path, event_store_url=request.getfixturevalue("fresh_pg_url"), transport="kafka", run_relay=False
+    )
 
 
 @pytest.fixture
