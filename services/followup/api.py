@@ -19,7 +19,14 @@ from sqlalchemy import Engine
 from services.followup.projection import FollowupProjection, load_profile_changes, record_profile_change
 from services.followup.queries import caseload, find_case, worklist
 from shared.audit import write_audit
-from shared.auth import CurrentPrincipal, Principal, authorize_scope, can_see_case, require_role
+from shared.auth import (
+    CurrentPrincipal,
+    Principal,
+    authorize_scope,
+    can_see_case,
+    require_role,
+    visible_teams,
+)
 from shared.casework.cadence import HERNING, ProfileChange, ProfileTimeline
 from shared.casework.calendar import TZ
 from shared.casework.deadlines import DEADLINE_LABELS_DA, STATES
@@ -201,11 +208,8 @@ def followup_router() -> APIRouter:
         if principal.role == "sagsbehandler" and caseworker_id is None:
             caseworker_id = principal.caseworker_id  # a caseworker's worklist is their own
         authorize_scope(principal, municipality, team_id, caseworker_id, purpose="cases")
-        teams: frozenset[str] | None = None
-        if team_id is not None:
-            teams = frozenset({team_id})
-        elif principal.role == "teamleder":
-            teams = principal.teams
+        # a teamleder's and a sagsbehandler's view stops at the teams of their token
+        teams = frozenset({team_id}) if team_id is not None else visible_teams(principal)
         with _engine(request).begin() as conn:
             rows = worklist(
                 conn, municipality, t, teams=teams, caseworker_id=caseworker_id, states=states, limit=limit
@@ -236,11 +240,8 @@ def followup_router() -> APIRouter:
         t = parse_at(at)
         own = principal.caseworker_id if principal.role == "sagsbehandler" else None
         authorize_scope(principal, municipality, team_id, own, purpose="cases")
-        teams: frozenset[str] | None = None
-        if team_id is not None:
-            teams = frozenset({team_id})
-        elif principal.role == "teamleder":
-            teams = principal.teams
+        # a teamleder's and a sagsbehandler's view stops at the teams of their token
+        teams = frozenset({team_id}) if team_id is not None else visible_teams(principal)
         with _engine(request).connect() as conn:
             counts = caseload(conn, municipality, t, teams=teams)
             target = _projection(request).timeline(conn, [municipality]).target(municipality, t)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, MetaData, inspect, text
+from fastapi import FastAPI
+from sqlalchemy import Engine, MetaData
 
 from services.followup.api import followup_router
 from services.followup.config import Settings
+from services.followup.metrics import overdue_collector
 from services.followup.projection import FollowupProjection
 from services.followup.tables import metadata as followup_metadata
+from shared import observability
 from shared.audit import audit_metadata, audit_router
 from shared.db import make_engine
 
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker is not None:
                 worker.stop()
+            app.state.worker = None
+            ops.close()
             engine.dispose()
 
     app = FastAPI(title="Follow-up", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
@@ -71,32 +73,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.projection = projection
     app.state.worker = None
 
-    @app.get("/health", tags=["health"], summary="Liveness (no authentication)")
+    @app.get("/health", tags=["health"], summary="Liveness (no authentication, no dependencies)")
     def health() -> dict[str, str]:
         return {"status": "ok", "service": "followup"}
 
-    @app.get("/ready", tags=["health"], summary="Readiness: the database answers and has the tables")
-    def ready(request: Request) -> Any:
-        try:
-            with request.app.state.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-                missing = [t for t in followup_metadata.tables if not inspect(conn).has_table(t)]
-        except Exception as exc:  # the database is down or unreachable
-            log.warning("followup: not ready: %s", type(exc).__name__)
-            return JSONResponse({"status": "unavailable", "reason": "database unreachable"}, status_code=503)
-        if missing:
-            return JSONResponse(
-                {"status": "unavailable", "reason": "tables missing; run migrate"}, status_code=503
-            )
-        worker = request.app.state.worker
-        doc: dict[str, Any] = {"status": "ready", "service": "followup"}
-        if worker is not None:
-            doc["worker"] = {
-                "processed": worker.processed,
-                "dead_lettered": worker.dead_lettered,
-                "last_error": worker.last_error,
-            }
-        return doc
+    # operations: request ids, metrics, readiness (shared/observability.py)
+    ops = observability.install(app, "followup", settings)
+    broker = observability.broker_probe(settings)
+    if broker is not None:
+        ops.on_close(broker.close)
+    monitor = observability.ProjectionMonitor(
+        projection.name,
+        settings,
+        engine,
+        worker=lambda: app.state.worker,
+        broker=broker,
+        max_lag=settings.ready_max_lag,
+        cache_seconds=settings.ready_cache_seconds,
+    )
+    ops.on_close(monitor.close)
+    app.state.projection_monitor = monitor
+    ops.add_collector(observability.FunctionCollector("projection", monitor.collect))
+    ops.add_collector(overdue_collector(engine))
+    observability.add_ready_route(
+        app,
+        observability.Readiness(
+            "followup",
+            engine,
+            tables=[followup_metadata],  # checked only without Alembic (outside production)
+            environment=settings.environment,
+            broker=broker,
+            extra=[("projection", monitor.check)],
+        ),
+    )
 
     app.include_router(followup_router())
     app.include_router(audit_router("followup"))

@@ -23,6 +23,7 @@ from services.intake.service import IntakeService, Outcome
 from shared.audit import write_audit
 from shared.auth import CurrentPrincipal, authorize_scope, can_see_case, require_role
 from shared.eventstore.schema import events
+from shared.observability import bulk_tally
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ async def post_bulk(request: Request, principal: CurrentPrincipal) -> StreamingR
     settings = _settings(request)
     importer = BulkImport(_service(request), principal.municipality, correlation_id=_correlation_id(request))
     splitter = LineSplitter(settings.max_line_bytes)
+    tally = bulk_tally(request.app)  # metrics: this import's records counted once (shared/observability.py)
     try:
         async for chunk in request.stream():
             for line_no, raw in splitter.feed(chunk):
@@ -202,6 +204,7 @@ async def post_bulk(request: Request, principal: CurrentPrincipal) -> StreamingR
             if importer.add(line_no, raw):
                 await run_in_threadpool(importer.flush)
         summary = await run_in_threadpool(importer.finish)
+        tally.finish(summary.rejected)  # metrics
     except BaseException:
         importer.close()
         raise

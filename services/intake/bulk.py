@@ -2,10 +2,12 @@
 
 - `LineSplitter` cuts a byte stream into numbered lines incrementally; a line longer than the
   limit is reported as oversize and skipped without being buffered.
-- `BulkImport` takes numbered lines, commits them in chunks (one transaction per chunk, one
-  savepoint per line, so a bad line never rolls back good ones), defers lines whose case, measure
-  or underretning has not been seen yet, retries those after the input ends until no more
-  progress is made, and then rejects what is left with the reason.
+- `BulkImport` takes numbered lines, commits them in chunks: the chunk's lines are parsed first,
+  then written in one transaction by `IntakeService.write_many` (a few IN-queries for the state,
+  the rules decided in memory in line order, one executemany per table; a refused line is simply
+  not written, so a bad line never rolls back good ones). Lines whose case, measure or
+  underretning has not been seen yet are deferred and retried after the input ends until no more
+  progress is made; what is left is then rejected with the reason.
 - Results go to a spooled temporary file in line order (deferred lines' results, few, are merged
   in when read back), so neither the input nor the per-line results are held in memory.
   Deferred lines wait in a spooled file too, encrypted with a key that lives only in memory
@@ -22,15 +24,13 @@ import struct
 import tempfile
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from services.intake.domain.records import Rejection
+from services.intake.domain.records import RecordBase, Rejection
 from services.intake.service import IntakeService, Outcome, in_transaction
 
 log = logging.getLogger(__name__)
@@ -203,21 +203,13 @@ class BulkImport:
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []
-        done: list[dict[str, Any]] = []
+        outcomes = self._process_many(batch)
         defer: list[tuple[int, bytes]] = []
-
-        def work(conn: Connection) -> None:
-            done.clear()
-            defer.clear()
-            for line_no, raw in batch:
-                outcome = self._process(conn, line_no, raw)
-                if outcome.retry_later and raw is not None:
-                    defer.append((line_no, raw))
-                else:
-                    done.append(_result(line_no, outcome))
-
-        in_transaction(self.service.engine, work)
-        for doc in done:
+        for (line_no, raw), outcome in zip(batch, outcomes, strict=True):
+            if outcome.retry_later and raw is not None:
+                defer.append((line_no, raw))
+                continue
+            doc = _result(line_no, outcome)
             self._count(doc)
             self._results.write(json.dumps(doc, ensure_ascii=False).encode() + b"\n")
         for line_no, raw in defer:
@@ -270,25 +262,18 @@ class BulkImport:
         """One transaction over deferred lines; True if any of them got its final result."""
         later: list[tuple[int, bytes]] = []
         finals: list[tuple[int, dict[str, Any]]] = []
-
-        def work(conn: Connection) -> None:
-            later.clear()
-            finals.clear()
-            for line_no, raw in chunk:
-                outcome = self._process(conn, line_no, raw)
-                if outcome.retry_later:
-                    if not final:
-                        later.append((line_no, raw))
-                        continue
-                    outcome = Outcome(
-                        "rejected",
-                        outcome.record_id,
-                        reason=f"{outcome.reason}; no line of this import supplied it either",
-                        field=outcome.field,
-                    )
-                finals.append((line_no, _result(line_no, outcome)))
-
-        in_transaction(self.service.engine, work)
+        for (line_no, raw), outcome in zip(chunk, self._process_many(list(chunk)), strict=True):
+            if outcome.retry_later:
+                if not final:
+                    later.append((line_no, raw))
+                    continue
+                outcome = Outcome(
+                    "rejected",
+                    outcome.record_id,
+                    reason=f"{outcome.reason}; no line of this import supplied it either",
+                    field=outcome.field,
+                )
+            finals.append((line_no, _result(line_no, outcome)))
         progressed = bool(finals) and not final
         for line_no, doc in finals:
             self._late[line_no] = doc
@@ -309,9 +294,35 @@ class BulkImport:
         else:
             self.summary.rejected += 1
 
-    # --- one line -----------------------------------------------------------------------------
+    # --- lines -------------------------------------------------------------------------------------
 
-    def _process(self, conn: Connection, line_no: int, raw: bytes | None) -> Outcome:
+    def _process_many(self, lines: Sequence[tuple[int, bytes | None]]) -> list[Outcome]:
+        """Parse the lines (outside the transaction), then write the records among them in one."""
+        outcomes: list[Outcome | None] = []
+        records: list[RecordBase] = []
+        where: list[int] = []  # index in `lines` of each record
+        for index, (line_no, raw) in enumerate(lines):
+            parsed = self._parse(line_no, raw)
+            if isinstance(parsed, Outcome):
+                outcomes.append(parsed)
+            else:
+                outcomes.append(None)
+                records.append(parsed)
+                where.append(index)
+        if records:
+
+            def on_error(i: int, exc: Exception) -> Outcome:
+                return self._internal_error(lines[where[i]][0], records[i], exc)
+
+            written = in_transaction(
+                self.service.engine,
+                lambda conn: self.service.write_many(conn, records, self.correlation_id, on_error=on_error),
+            )
+            for index, outcome in zip(where, written, strict=True):
+                outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
+
+    def _parse(self, line_no: int, raw: bytes | None) -> RecordBase | Outcome:
         if raw is None:
             return Outcome(
                 "rejected",
@@ -332,7 +343,10 @@ class BulkImport:
                 reason=f"line: not valid JSON ({exc.msg} at column {exc.colno})",
                 field="line",
             )
-        parsed = self.service.parse(obj)
+        try:
+            parsed = self.service.parse(obj)
+        except Exception as exc:
+            return self._internal_error(line_no, None, exc)
         if isinstance(parsed, Rejection):
             return Outcome.rejected(parsed)
         if parsed.municipality != self.municipality:
@@ -345,24 +359,23 @@ class BulkImport:
                 ),
                 field="municipality",
             )
-        try:
-            return self.service.write(conn, parsed, self.correlation_id)
-        except SQLAlchemyError:
-            raise  # the database itself failed: stop the import (committed chunks stay)
-        except Exception as exc:
-            # Frames only: an exception's message may quote the data it choked on.
-            log.error(
-                "intake bulk: line %d could not be processed (%s)\n%s",
-                line_no,
-                type(exc).__name__,
-                "".join(traceback.format_tb(exc.__traceback__)),
-            )
-            return Outcome(
-                "rejected",
-                parsed.record_id,
-                reason="record: could not be processed because of an internal error; it was not stored",
-                field="record",
-            )
+        return parsed
+
+    @staticmethod
+    def _internal_error(line_no: int, record: RecordBase | None, exc: Exception) -> Outcome:
+        # Frames only: an exception's message may quote the data it choked on.
+        log.error(
+            "intake bulk: line %d could not be processed (%s)\n%s",
+            line_no,
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return Outcome(
+            "rejected",
+            record.record_id if record is not None else None,
+            reason="record: could not be processed because of an internal error; it was not stored",
+            field="record",
+        )
 
     # --- reading the results ------------------------------------------------------------------
 

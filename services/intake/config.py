@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from shared.config import PLACEHOLDER_SECRETS, ServiceSettings
 from shared.events.codes import DEFAULT_MEASURE_TYPES, MeasureType
+from shared.observability import OpsSettings
 
 DEV_CPR_PSEUDONYM_KEY = "dev-cpr-pseudonym-key-change-me-not-for-production-use"
 DEV_CPR_MASTER_KEY = "dev-cpr-master-key-change-me-not-for-production-use"
@@ -16,7 +17,7 @@ MIN_KEY_CHARS = 32
 ExtraTypes = dict[str, dict[str, dict[str, Any]]]
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, OpsSettings):
     port: int = Field(8001, description="Port the intake HTTP server listens on.")
     cpr_pseudonym_key: str = Field(
         DEV_CPR_PSEUDONYM_KEY,

@@ -7,6 +7,14 @@ intake's lookup tables; store the child's identity in the vault. A concurrent wr
 child (ConcurrencyError), or to the same id in another child's stream (IntegrityError on intake's
 tables), makes it retry the whole read-decide-append; a lost race on the record id is re-checked
 as duplicate or conflict.
+
+`IntakeService.write_many(conn, records)` gives the same outcomes as `write` called for each
+record in order, with a handful of statements for the whole lot (a bulk import's chunk): it reads
+everything the records can touch with a few IN-queries (`ChunkView`), decides them in order in
+memory (each seeing the effects of the ones before), and writes all events, outbox rows, lookup
+rows and vault rows with one executemany each. A record that is refused is simply not written. If
+the writes meet a concurrent writer (a stream version or an id taken meanwhile), nothing of the
+lot is kept and the records go through `write` one by one instead.
 """
 
 from __future__ import annotations
@@ -15,19 +23,23 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal, TypeVar
+from typing import Any, ContextManager, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from services.intake.adapters import repository as repo
-from services.intake.adapters.vault import Vault
+from services.intake.adapters.snapshot import ChunkView
+from services.intake.adapters.vault import Sealed, Vault
 from services.intake.config import Settings
 from services.intake.domain.cpr import ChildIdentity
 from services.intake.domain.decide import Reject, decide
@@ -42,7 +54,13 @@ from services.intake.domain.records import (
 from shared.events.catalogue import ChildRef
 from shared.events.codes import MeasureType
 from shared.events.envelope import EventEnvelope, stream_id_for_child
-from shared.eventstore.store import ConcurrencyError, DuplicateRecordError, EventStore, StoredRecord
+from shared.eventstore.store import (
+    ConcurrencyError,
+    DuplicateRecordError,
+    EventStore,
+    NewEvent,
+    StoredRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +118,27 @@ def conflict(record_id: str, position: int | None = None) -> Outcome:
         field="record_id",
         position=position,
     )
+
+
+OnError = Callable[[int, Exception], Outcome]
+
+
+class _Unplannable(Exception):
+    """The chunk cannot be decided in memory (the view disagrees with a decision): go record by record."""
+
+
+@dataclass
+class _Plan:
+    """The writes of a chunk's accepted records, in record order."""
+
+    events: list[NewEvent] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # index of each event's record in the chunk
+    changed: list[bool | None] = field(default_factory=list)  # `Accept.change` of each event
+    expected: dict[str, int] = field(default_factory=dict)  # stream -> version before the chunk
+    changes: repo.Changes = field(default_factory=repo.Changes)
+    sealed: list[Sealed] = field(default_factory=list)
+    rechecks: list[int] = field(default_factory=list)  # refused records: look at their id again
+    echoes: list[tuple[int, int]] = field(default_factory=list)  # (duplicate, its earlier record)
 
 
 class IntakeService:
@@ -223,10 +262,184 @@ class IntakeService:
             field="record",
         )
 
+    # --- writing many (a bulk import's chunk) -------------------------------------------------------
+
+    def write_many(
+        self,
+        conn: Connection,
+        records: Sequence[RecordBase],
+        correlation_id: str | None = None,
+        *,
+        on_error: OnError | None = None,
+    ) -> list[Outcome]:
+        """Records -> one outcome each, in `conn`'s transaction: the outcomes `write` would give
+        called for each record in this order, written with a few statements for the whole lot.
+
+        `on_error(index, exc)` turns an unexpected error of one record (not of the database) into
+        its outcome, so the others still go in; without it the error propagates.
+        """
+        cid = correlation_id or str(uuid.uuid4())
+        outcomes: list[Outcome | None] = [None] * len(records)
+        prepared: list[tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None]] = []
+        for i, record in enumerate(records):
+            try:
+                prepared.append((i, record, self.content_hash(record), self.child(record)))
+            except Exception as exc:
+                outcomes[i] = _failed(i, exc, on_error)
+        if not prepared:
+            return [o for o in outcomes if o is not None]
+        try:
+            plan = self._plan(conn, prepared, outcomes, cid, on_error)
+            with conn.begin_nested():
+                positions = self.store.append_many(conn, plan.events, expected_versions=plan.expected)
+                plan.changes.write(conn)
+                self.vault.store_many(conn, plan.sealed)
+        except (_Unplannable, ConcurrencyError, DuplicateRecordError, IntegrityError) as exc:
+            log.info("intake: a chunk met a concurrent writer (%s); writing it record by record", type(exc).__name__)
+            return self._write_each(conn, records, cid, [i for i, *_ in prepared], outcomes, on_error)
+        at: dict[int, int] = {}
+        for line, item, change, position in zip(plan.lines, plan.events, plan.changed, positions, strict=True):
+            at[line] = position
+            env = item.envelope
+            outcomes[line] = Outcome(
+                "accepted", env.record_id, event_id=env.event_id, position=position, change=change
+            )
+        for line, earlier in plan.echoes:
+            done = outcomes[line]
+            assert done is not None
+            outcomes[line] = replace(done, position=at.get(earlier))
+        final = [o for o in outcomes if o is not None]
+        assert len(final) == len(records)
+        return final
+
+    def _plan(
+        self,
+        conn: Connection,
+        prepared: list[tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None]],
+        outcomes: list[Outcome | None],
+        correlation_id: str,
+        on_error: OnError | None,
+    ) -> _Plan:
+        """Read the chunk's view, decide every record in order in memory, collect the writes."""
+        view = ChunkView.load(conn, self.store, [(r, c[0] if c else None) for _, r, _, c in prepared])
+        plan = _Plan()
+        for i, record, content_hash, child in prepared:
+            m, record_id = record.municipality, record.record_id
+            seen = view.seen(m, record_id)
+            if seen is not None:
+                prior = StoredRecord(seen.position or 0, seen.content_hash)
+                outcome = self._seen(prior, content_hash, record_id)
+                outcomes[i] = replace(outcome, position=seen.position)
+                if seen.line is not None:
+                    plan.echoes.append((i, seen.line))
+                continue
+            try:
+                child_ref = child[0] if child else None
+                stream_child = view.stream_child(m, record, child_ref)
+                decision = decide(record, view.state(m, record, child_ref, self.measure_types(m)))
+                if isinstance(decision, Reject):
+                    outcomes[i] = Outcome.rejected(decision, record_id)
+                    plan.rechecks.append(i)
+                    continue
+                if decision.child_id != stream_child or stream_child is None:
+                    raise _Unplannable(record_id)
+                stream_id = stream_id_for_child(m, stream_child)
+                version = view.version(stream_id)
+                if version is None:  # not read with the chunk (cannot happen): read it now
+                    version = self.store.stream_version(conn, stream_id)
+                envelope = EventEnvelope.new(
+                    stream_id=stream_id,
+                    version=version + 1,
+                    municipality=m,
+                    record_id=record_id,
+                    occurred_at=record.occurred_at,
+                    payload=decision.payload,
+                    correlation_id=correlation_id,
+                    recorded_at=self.clock(),
+                )
+                data_json = envelope.data_json()
+                new_child = child is not None and not view.child_known(m, child[0].child_id)
+                sealed = self.vault.seal(m, child[0].child_id, child[1]) if child and new_child else None
+            except _Unplannable:
+                raise
+            except Exception as exc:
+                outcomes[i] = _failed(i, exc, on_error)
+                continue
+            view.accept(
+                m,
+                record,
+                decision,
+                line=i,
+                content_hash=content_hash,
+                stream_id=stream_id,
+                version=version + 1,
+                new_child=new_child,
+            )
+            plan.expected.setdefault(stream_id, version)
+            plan.events.append(NewEvent(envelope, content_hash, data_json))
+            plan.lines.append(i)
+            plan.changed.append(decision.change)
+            plan.changes.add(m, record, decision)
+            if sealed is not None:
+                plan.sealed.append(sealed)
+        self._recheck(conn, prepared, plan.rechecks, outcomes)
+        return plan
+
+    def _recheck(
+        self,
+        conn: Connection,
+        prepared: list[tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None]],
+        rechecks: list[int],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """As in `write`: a refused record may have been written meanwhile by a concurrent writer
+        (READ COMMITTED): look at the refused ones' ids again."""
+        if not rechecks:
+            return
+        wanted = set(rechecks)
+        by_index = {i: (r, h) for i, r, h, _ in prepared if i in wanted}
+        ids: dict[str, list[str]] = {}
+        for record, _ in by_index.values():
+            ids.setdefault(record.municipality, []).append(record.record_id)
+        found = {m: self.store.find_records(conn, m, record_ids) for m, record_ids in ids.items()}
+        for i, (record, content_hash) in by_index.items():
+            prior = found[record.municipality].get(record.record_id)
+            if prior is not None:
+                outcomes[i] = self._seen(prior, content_hash, record.record_id)
+
+    def _write_each(
+        self,
+        conn: Connection,
+        records: Sequence[RecordBase],
+        correlation_id: str,
+        todo: list[int],
+        outcomes: list[Outcome | None],
+        on_error: OnError | None,
+    ) -> list[Outcome]:
+        """The slow way: `write` for each record (those that did not fail before) in order."""
+        final: list[Outcome] = []
+        waiting = set(todo)
+        for i, record in enumerate(records):
+            done = outcomes[i]
+            if i not in waiting and done is not None:
+                final.append(done)
+                continue
+            try:
+                final.append(self.write(conn, record, correlation_id))
+            except Exception as exc:
+                final.append(_failed(i, exc, on_error))
+        return final
+
     def submit(self, record: RecordBase, correlation_id: str | None = None) -> Outcome:
         """One record in its own transaction (retried whole after a deadlock)."""
         cid = correlation_id or str(uuid.uuid4())
         return in_transaction(self.engine, lambda conn: self.write(conn, record, cid))
+
+
+def _failed(index: int, exc: Exception, on_error: OnError | None) -> Outcome:
+    if on_error is None or isinstance(exc, SQLAlchemyError):
+        raise exc
+    return on_error(index, exc)
 
 
 T = TypeVar("T")
@@ -240,11 +453,39 @@ def is_retryable(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def writer_turn(engine: Engine) -> ContextManager[object]:
+    """On SQLite, one writing transaction of this process at a time, queued on a lock.
+
+    SQLite has one writer per database anyway (`BEGIN IMMEDIATE`), and a writer that finds the
+    database locked waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms between looks:
+    under concurrent requests that sleep, not the work, sets the latency. A lock hands the turn
+    over at once. (Other processes writing the same file still meet the busy handler.)
+    """
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _SQLITE_WRITERS_GUARD:
+        lock = _SQLITE_WRITERS.get(engine)
+        if lock is None:
+            lock = _SQLITE_WRITERS[engine] = threading.Lock()
+    return lock
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, after waiting for this process's writer turn on SQLite."""
+    with writer_turn(engine), engine.begin() as conn:
+        yield conn
+
+
 def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run `work` in one transaction; if the database aborts it for a deadlock, run it again."""
     for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
         try:
-            with engine.begin() as conn:
+            with transaction(engine) as conn:
                 return work(conn)
         except DBAPIError as exc:
             if attempt == TRANSACTION_ATTEMPTS or not is_retryable(exc):

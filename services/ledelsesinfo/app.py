@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
+from services.ledelsesinfo import tables
 from services.ledelsesinfo.api import router
 from services.ledelsesinfo.config import Settings
 from services.ledelsesinfo.projection import LedelsesinfoProjection
+from shared import observability
 from shared.db import make_engine
 
 
@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker is not None:
                 worker.stop()
+            app.state.worker = None
+            ops.close()
 
     app = FastAPI(
         title="ledelsesinfo",
@@ -48,17 +50,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.worker = None
     app.include_router(router)
 
-    @app.get("/health", include_in_schema=True, tags=["health"])
+    @app.get("/health", include_in_schema=True, tags=["health"], summary="Liveness (no dependencies)")
     def health() -> dict[str, str]:
         return {"status": "ok", "service": "ledelsesinfo"}
 
-    @app.get("/ready", tags=["health"])
-    def ready() -> Any:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception:
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-        return {"status": "ready", "service": "ledelsesinfo"}
+    # operations: request ids, metrics, readiness (shared/observability.py)
+    ops = observability.install(app, "ledelsesinfo", settings)
+    broker = observability.broker_probe(settings)
+    if broker is not None:
+        ops.on_close(broker.close)
+    monitor = observability.ProjectionMonitor(
+        LedelsesinfoProjection.name,
+        settings,
+        engine,
+        worker=lambda: app.state.worker,
+        broker=broker,
+        max_lag=settings.ready_max_lag,
+        cache_seconds=settings.ready_cache_seconds,
+    )
+    ops.on_close(monitor.close)
+    app.state.projection_monitor = monitor
+    ops.add_collector(observability.FunctionCollector("projection", monitor.collect))
+    observability.add_ready_route(
+        app,
+        observability.Readiness(
+            "ledelsesinfo",
+            engine,
+            tables=[tables.metadata],  # checked only without Alembic (outside production)
+            environment=settings.environment,
+            broker=broker,
+            extra=[("projection", monitor.check)],
+        ),
+    )
 
     return app

@@ -42,6 +42,7 @@ def is_working_day(d: date) -> bool:
     return d.weekday() < 5 and not is_holiday(d)
 
 
+@lru_cache(maxsize=8192)
 def nth_working_day_after(d: date, n: int) -> date:
     """The `n`-th working day strictly after the day `d` (n >= 1)."""
     if n < 1:
@@ -55,6 +56,7 @@ def nth_working_day_after(d: date, n: int) -> date:
     return current
 
 
+@lru_cache(maxsize=16384)
 def add_months(d: date, months: int) -> date:
     """`d` plus `months` calendar months, the day of month clamped to the target month's last day."""
     index = d.year * 12 + (d.month - 1) + months
@@ -98,6 +100,7 @@ def local_date(at: datetime) -> date:
     return at.astimezone(TZ).date()
 
 
+@lru_cache(maxsize=16384)
 def end_of_day(d: date) -> datetime:
     """24:00 local time at the end of the day `d` (= 00:00 of the next day), in UTC.
 
@@ -116,4 +119,7 @@ def plus_hours(at: datetime, hours: int) -> datetime:
 
 def as_utc(at: datetime) -> datetime:
     """An aware instant in UTC; a naive value is taken to be UTC already (as SQLite returns it)."""
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    tz = at.tzinfo
+    if tz is UTC:
+        return at
+    return at.replace(tzinfo=UTC) if tz is None else at.astimezone(UTC)

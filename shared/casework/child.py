@@ -25,9 +25,10 @@ Rules that the spec leaves to the implementation (documented here, tested in tes
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from shared.casework.cadence import ProfileLookup, default_lookup, exemption_applies
 from shared.casework.calendar import as_utc
@@ -106,46 +107,87 @@ class _Facts:
             self.case_ids.setdefault(case_id, None)
 
     def add(self, at: datetime, p: object) -> None:
-        if isinstance(p, UnderretningReceived):
-            self.received.setdefault(p.underretning_id, (at, p))
-            self.see_case(p.case_id)
-        elif isinstance(p, UnderretningAssessed):
-            self.assessed.setdefault(p.underretning_id, (at, p))
-        elif isinstance(p, ReceiptSent):
-            self.receipts.setdefault(p.underretning_id, at)
-        elif isinstance(p, ChildConversationHeld):
-            self.conversations.append((at, p))
-            self.see_case(p.case_id)
-        elif isinstance(p, CaseOpened):
-            self.opened.setdefault(p.case_id, (at, p))
-            self.see_case(p.case_id)
-        elif isinstance(p, CaseClosed):
-            self.closed[p.case_id].append(at)
-            self.see_case(p.case_id)
-        elif isinstance(p, CaseworkerAssigned):
-            self.assigned[p.case_id].append((at, p.caseworker_id))
-            self.see_case(p.case_id)
-        elif isinstance(p, InvestigationStarted):
-            self.inv_started[p.case_id].append((at, p.kind))
-            self.see_case(p.case_id)
-        elif isinstance(p, InvestigationCompleted):
-            self.inv_completed[p.case_id].append((at, p))
-            self.see_case(p.case_id)
-        elif isinstance(p, ChildPlanMade):
-            self.plans[p.case_id].append(at)
-            self.see_case(p.case_id)
-        elif isinstance(p, MeasureStarted):
-            self.measure_started.setdefault(p.measure_id, (at, p))
-            self.see_case(p.case_id)
-        elif isinstance(p, MeasureEnded):
-            self.measure_ended[p.measure_id].append((at, p))
-        elif isinstance(p, FollowUpHeld):
-            self.follow_ups[p.measure_id].append((at, p))
-        elif isinstance(p, SupervisionVisitHeld):
-            self.visits[p.measure_id].append(at)
-        elif isinstance(p, WaitlistEntered | WaitlistLeft):
-            self.waitlist[p.case_id].append((at, p))
-            self.see_case(p.case_id)
+        handler = _HANDLERS.get(type(p))
+        if handler is None:  # a subclass of a payload type (the exact types are looked up directly)
+            handler = next((h for t, h in _HANDLERS.items() if isinstance(p, t)), None)
+        if handler is not None:
+            handler(self, at, p)
+
+    def _received(self, at: datetime, p: UnderretningReceived) -> None:
+        self.received.setdefault(p.underretning_id, (at, p))
+        self.see_case(p.case_id)
+
+    def _assessed(self, at: datetime, p: UnderretningAssessed) -> None:
+        self.assessed.setdefault(p.underretning_id, (at, p))
+
+    def _receipt(self, at: datetime, p: ReceiptSent) -> None:
+        self.receipts.setdefault(p.underretning_id, at)
+
+    def _conversation(self, at: datetime, p: ChildConversationHeld) -> None:
+        self.conversations.append((at, p))
+        self.see_case(p.case_id)
+
+    def _opened(self, at: datetime, p: CaseOpened) -> None:
+        self.opened.setdefault(p.case_id, (at, p))
+        self.see_case(p.case_id)
+
+    def _closed(self, at: datetime, p: CaseClosed) -> None:
+        self.closed[p.case_id].append(at)
+        self.see_case(p.case_id)
+
+    def _assigned(self, at: datetime, p: CaseworkerAssigned) -> None:
+        self.assigned[p.case_id].append((at, p.caseworker_id))
+        self.see_case(p.case_id)
+
+    def _inv_started(self, at: datetime, p: InvestigationStarted) -> None:
+        self.inv_started[p.case_id].append((at, p.kind))
+        self.see_case(p.case_id)
+
+    def _inv_completed(self, at: datetime, p: InvestigationCompleted) -> None:
+        self.inv_completed[p.case_id].append((at, p))
+        self.see_case(p.case_id)
+
+    def _plan(self, at: datetime, p: ChildPlanMade) -> None:
+        self.plans[p.case_id].append(at)
+        self.see_case(p.case_id)
+
+    def _measure_started(self, at: datetime, p: MeasureStarted) -> None:
+        self.measure_started.setdefault(p.measure_id, (at, p))
+        self.see_case(p.case_id)
+
+    def _measure_ended(self, at: datetime, p: MeasureEnded) -> None:
+        self.measure_ended[p.measure_id].append((at, p))
+
+    def _follow_up(self, at: datetime, p: FollowUpHeld) -> None:
+        self.follow_ups[p.measure_id].append((at, p))
+
+    def _visit(self, at: datetime, p: SupervisionVisitHeld) -> None:
+        self.visits[p.measure_id].append(at)
+
+    def _waitlist(self, at: datetime, p: WaitlistEntered | WaitlistLeft) -> None:
+        self.waitlist[p.case_id].append((at, p))
+        self.see_case(p.case_id)
+
+
+_HANDLERS: dict[type, Callable[[_Facts, datetime, Any], None]] = {
+    UnderretningReceived: _Facts._received,
+    UnderretningAssessed: _Facts._assessed,
+    ReceiptSent: _Facts._receipt,
+    ChildConversationHeld: _Facts._conversation,
+    CaseOpened: _Facts._opened,
+    CaseClosed: _Facts._closed,
+    CaseworkerAssigned: _Facts._assigned,
+    InvestigationStarted: _Facts._inv_started,
+    InvestigationCompleted: _Facts._inv_completed,
+    ChildPlanMade: _Facts._plan,
+    MeasureStarted: _Facts._measure_started,
+    MeasureEnded: _Facts._measure_ended,
+    FollowUpHeld: _Facts._follow_up,
+    SupervisionVisitHeld: _Facts._visit,
+    WaitlistEntered: _Facts._waitlist,
+    WaitlistLeft: _Facts._waitlist,
+}
+"""Payload type -> what it adds to the facts (payloads of other types add nothing)."""
 
 
 def _first_at_or_after(times: Iterable[datetime], start: datetime | None) -> datetime | None:
@@ -162,7 +204,12 @@ def project_child(
 ) -> ChildPicture:
     """The follow-up picture of one child (one stream) from the set of its events."""
     rules: RuleSettings = settings if settings is not None else DefaultRules()
-    ordered = sorted({env.event_id: env for env in events}.values(), key=sort_key)  # a set: by event id
+    # a set (by event id), in time order; each instant converted to UTC once
+    keyed = sorted(
+        (as_utc(env.occurred_at), as_utc(env.recorded_at), event_id, env)
+        for event_id, env in {env.event_id: env for env in events}.items()
+    )
+    ordered = [k[3] for k in keyed]
     if not ordered:
         raise ValueError("project_child needs at least one event")
     streams = {env.stream_id for env in ordered}
@@ -172,8 +219,8 @@ def project_child(
     child_id = ordered[0].child_id
 
     facts = _Facts()
-    for env in ordered:
-        facts.add(as_utc(env.occurred_at), env.payload)
+    for occurred_at, _recorded_at, _event_id, env in keyed:
+        facts.add(occurred_at, env.payload)
 
     cases_partial = _build_cases(facts, municipality, child_id, profile_lookup)
     underretninger = _build_underretninger(facts, cases_partial)
@@ -200,7 +247,7 @@ def project_child(
         cases=cases,
         underretninger=underretninger,
         deadlines=tuple(deadlines),
-        last_occurred_at=as_utc(ordered[-1].occurred_at),
+        last_occurred_at=keyed[-1][0],
     )
 
 

@@ -1,20 +1,133 @@
 """The event store: append with optimistic concurrency and record idempotency, read by stream or
 by global position. All writes happen in the caller's transaction so that intake's own tables,
-the events and their outbox rows commit together (no dual writes)."""
+the events and their outbox rows commit together (no dual writes).
+
+`append` writes the events of one stream; `append_many` the events of many streams in a few
+statements (a bulk import's chunk), with the same per-stream guarantee."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, Executable, bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from shared.events.catalogue import decode_payload
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.schema import events, outbox
+
+IN_LIST_LIMIT = 1000  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+
+# Statements built once: building and cache-keying an expression costs more than running it.
+_INSERT_EVENT = insert(events).returning(events.c.position)
+_INSERT_EVENTS = insert(events).returning(events.c.position, sort_by_parameter_order=True)
+_INSERT_EVENTS_SQLITE = insert(events)
+_INSERT_OUTBOX = insert(outbox)
+_STREAM_VERSION = select(func.coalesce(func.max(events.c.version), 0)).where(
+    events.c.stream_id == bindparam("stream")
+)
+_STREAM_VERSIONS = (
+    select(events.c.stream_id, func.max(events.c.version))
+    .where(events.c.stream_id.in_(bindparam("streams", expanding=True)))
+    .group_by(events.c.stream_id)
+)
+_FIND_RECORD = select(events.c.position, events.c.content_hash).where(
+    events.c.municipality == bindparam("m"), events.c.record_id == bindparam("record")
+)
+_FIND_RECORDS = select(events.c.record_id, events.c.position, events.c.content_hash).where(
+    events.c.municipality == bindparam("m"), events.c.record_id.in_(bindparam("records", expanding=True))
+)
+_LOCK_APPENDS = text("SELECT pg_advisory_xact_lock(727274)")
+_SQLITE_HEAD = "SELECT coalesce(max(position), 0) FROM events"
+
+
+_SQLITE_COMPILED: dict[tuple[int, tuple[str, ...]], tuple[str, Any, tuple[str, ...]]] = {}
+
+
+def run_many(conn: Connection, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run a prebuilt INSERT or UPDATE once per parameter set (an executemany).
+
+    On SQLite straight through the driver's executemany, the statement compiled once per set of
+    keys: SQLAlchemy's own executemany processes every parameter set in Python, which costs more
+    than SQLite's work. Elsewhere (PostgreSQL: psycopg pipelines it) through SQLAlchemy. Values go
+    to the driver as they are (str, int, bool, bytes, None), so the rows must hold plain values.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(statement, list(rows) if len(rows) > 1 else rows[0])
+        return
+    keys = tuple(rows[0])
+    cache_key = (id(statement), keys)
+    hit = _SQLITE_COMPILED.get(cache_key)
+    if hit is None:
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+        names = tuple(compiled.positiontup)
+        fixed = tuple(n for n in dict.fromkeys(names) if n not in keys)  # values given in the statement
+        if fixed:
+            defaults = {n: compiled.params[n] for n in fixed}
+            sql = str(compiled)
+
+            def getter(row: Mapping[str, Any], _names: tuple[str, ...] = names) -> tuple[Any, ...]:
+                return tuple(row[n] if n in row else defaults[n] for n in _names)
+
+            hit = (sql, getter, names)
+        else:
+            hit = (str(compiled), itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],)), names)
+        _SQLITE_COMPILED[cache_key] = hit
+    sql, get, _ = hit
+    conn.exec_driver_sql(sql, [get(row) for row in rows])
+
+
+def pieces(values: Iterable[str], size: int = IN_LIST_LIMIT) -> Iterable[list[str]]:
+    """Distinct values in lists of at most `size` (for IN (...) lists)."""
+    distinct = list(dict.fromkeys(values))
+    for i in range(0, len(distinct), size):
+        yield distinct[i : i + size]
+
+
+def wire_bytes(env: EventEnvelope, position: int | None, data_json: str) -> bytes:
+    """`env.with_position(position).to_bytes()`, without decoding and encoding the payload again."""
+    head = json.dumps(
+        {
+            "event_id": env.event_id,
+            "stream_id": env.stream_id,
+            "version": env.version,
+            "type": env.type,
+            "schema_version": env.schema_version,
+            "municipality": env.municipality,
+            "record_id": env.record_id,
+            "occurred_at": env.occurred_at.isoformat(),
+            "recorded_at": env.recorded_at.isoformat(),
+            "correlation_id": env.correlation_id,
+            "position": position,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return (head[:-1] + ',"data":' + data_json + "}").encode()
+
+
+def _event_row(env: EventEnvelope, content_hash: str, data_json: str) -> dict[str, Any]:
+    return {
+        "event_id": env.event_id,
+        "stream_id": env.stream_id,
+        "version": env.version,
+        "type": env.type,
+        "schema_version": env.schema_version,
+        "municipality": env.municipality,
+        "record_id": env.record_id,
+        "occurred_at": env.occurred_at.isoformat(),
+        "recorded_at": env.recorded_at.isoformat(),
+        "correlation_id": env.correlation_id,
+        "content_hash": content_hash,
+        "data": data_json,
+    }
 
 
 class ConcurrencyError(Exception):
@@ -29,6 +142,16 @@ class DuplicateRecordError(Exception):
 class StoredRecord:
     position: int
     content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event for `append_many`: its envelope, the content hash of the record it comes from, and
+    the payload's JSON when the caller has it already (else it is encoded here, once)."""
+
+    envelope: EventEnvelope
+    content_hash: str
+    data_json: str | None = None
 
 
 class EventStore:
@@ -64,67 +187,132 @@ class EventStore:
         stream_ids = {e.stream_id for e in new_events}
         if len(stream_ids) != 1:
             raise ValueError("append takes the events of one stream")
-        if self.serialize_appends and conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+        self._lock(conn)
         stored: list[EventEnvelope] = []
         try:
             with conn.begin_nested():
                 for offset, env in enumerate(new_events, start=1):
                     if env.version != expected_version + offset:
                         raise ValueError("event versions must follow expected_version")
+                    data_json = env.data_json()
                     position = conn.execute(
-                        insert(events).returning(events.c.position),
-                        {
-                            "event_id": env.event_id,
-                            "stream_id": env.stream_id,
-                            "version": env.version,
-                            "type": env.type,
-                            "schema_version": env.schema_version,
-                            "municipality": env.municipality,
-                            "record_id": env.record_id,
-                            "occurred_at": env.occurred_at.isoformat(),
-                            "recorded_at": env.recorded_at.isoformat(),
-                            "correlation_id": env.correlation_id,
-                            "content_hash": content_hash,
-                            "data": env.data_json(),
-                        },
+                        _INSERT_EVENT, _event_row(env, content_hash, data_json)
                     ).scalar_one()
-                    placed = env.with_position(position)
-                    stored.append(placed)
+                    stored.append(env.with_position(position))
                     if self.outbox_topic:
-                        conn.execute(
-                            insert(outbox),
-                            {
-                                "position": position,
-                                "topic": self.outbox_topic,
-                                "key": placed.stream_id,
-                                "payload": placed.to_bytes(),
-                                "created_at": datetime.now(UTC).isoformat(),
-                            },
-                        )
+                        conn.execute(_INSERT_OUTBOX, self._outbox_row(env, position, data_json))
         except IntegrityError as exc:
-            message = str(exc.orig)
-            if "record" in message:
-                raise DuplicateRecordError(new_events[0].record_id) from None
-            raise ConcurrencyError(new_events[0].stream_id) from None
+            raise _classified(exc, new_events[0]) from None
         return stored
+
+    def append_many(
+        self,
+        conn: Connection,
+        items: Sequence[NewEvent],
+        *,
+        expected_versions: Mapping[str, int],
+    ) -> list[int]:
+        """Append the events of MANY streams in a few statements; returns their positions, in order.
+
+        The events of each stream must carry the versions `expected_versions[stream] + 1, + 2, ...`
+        in the order given (streams may interleave); positions are assigned in the order given.
+        The same guarantees as `append`, for every stream: ConcurrencyError if any stream moved on
+        (one of its versions is taken), DuplicateRecordError if any record id is taken. Nothing is
+        written in either case (a savepoint is rolled back): the caller may then append the events
+        one by one to find out which of them lost.
+        """
+        if not items:
+            return []
+        following: dict[str, int] = {}
+        for item in items:
+            env = item.envelope
+            version = following.get(env.stream_id)
+            if version is None:
+                version = expected_versions[env.stream_id]
+            if env.version != version + 1:
+                raise ValueError(f"event versions of stream {env.stream_id} must follow its expected version")
+            following[env.stream_id] = env.version
+        self._lock(conn)
+        rows: list[dict[str, Any]] = []
+        encoded: list[str] = []
+        for item in items:
+            data_json = item.data_json if item.data_json is not None else item.envelope.data_json()
+            encoded.append(data_json)
+            rows.append(_event_row(item.envelope, item.content_hash, data_json))
+        try:
+            with conn.begin_nested():
+                positions = self._insert_events(conn, rows)
+                if self.outbox_topic:
+                    run_many(
+                        conn,
+                        _INSERT_OUTBOX,
+                        [
+                            self._outbox_row(item.envelope, position, data_json)
+                            for item, position, data_json in zip(items, positions, encoded, strict=True)
+                        ],
+                    )
+        except IntegrityError as exc:
+            raise _classified(exc, items[0].envelope) from None
+        return positions
+
+    @staticmethod
+    def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert event rows; their positions, in the order given."""
+        if conn.dialect.name == "sqlite":
+            # One writer at a time (the write lock is held from the first write of the transaction,
+            # `BEGIN IMMEDIATE` in shared.db), so the next positions are known: number the rows
+            # ourselves and skip RETURNING. A position taken meanwhile after all (a connection
+            # not opened by shared.db) hits the primary key: IntegrityError, nothing written.
+            head = int(conn.exec_driver_sql(_SQLITE_HEAD).scalar_one())
+            positions = list(range(head + 1, head + 1 + len(rows)))
+            for row, position in zip(rows, positions, strict=True):
+                row["position"] = position
+            run_many(conn, _INSERT_EVENTS_SQLITE, rows)
+            return positions
+        positions = list(conn.execute(_INSERT_EVENTS, rows).scalars())
+        if len(positions) != len(rows):
+            raise RuntimeError("append_many: the database returned fewer positions than rows")
+        return positions
+
+    def _lock(self, conn: Connection) -> None:
+        if self.serialize_appends and conn.dialect.name == "postgresql":
+            conn.execute(_LOCK_APPENDS)
+
+    def _outbox_row(self, env: EventEnvelope, position: int, data_json: str) -> dict[str, Any]:
+        return {
+            "position": position,
+            "topic": self.outbox_topic,
+            "key": env.stream_id,
+            "payload": wire_bytes(env, position, data_json),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
 
     # --- reading ---------------------------------------------------------------------------
 
     def stream_version(self, conn: Connection, stream_id: str) -> int:
-        return int(
-            conn.execute(
-                select(func.coalesce(func.max(events.c.version), 0)).where(events.c.stream_id == stream_id)
-            ).scalar_one()
-        )
+        return int(conn.execute(_STREAM_VERSION, {"stream": stream_id}).scalar_one())
+
+    def stream_versions(self, conn: Connection, stream_ids: Iterable[str]) -> dict[str, int]:
+        """The current version of each stream (0 for a stream without events)."""
+        found: dict[str, int] = {}
+        for piece in pieces(stream_ids):
+            found.update({stream: 0 for stream in piece})
+            found.update((row[0], int(row[1])) for row in conn.execute(_STREAM_VERSIONS, {"streams": piece}))
+        return found
 
     def find_record(self, conn: Connection, municipality: str, record_id: str) -> StoredRecord | None:
-        row = conn.execute(
-            select(events.c.position, events.c.content_hash).where(
-                events.c.municipality == municipality, events.c.record_id == record_id
-            )
-        ).first()
+        row = conn.execute(_FIND_RECORD, {"m": municipality, "record": record_id}).first()
         return StoredRecord(row.position, row.content_hash) if row else None
+
+    def find_records(
+        self, conn: Connection, municipality: str, record_ids: Iterable[str]
+    ) -> dict[str, StoredRecord]:
+        """The stored records among `record_ids` of the municipality, by record id."""
+        found: dict[str, StoredRecord] = {}
+        for piece in pieces(record_ids):
+            for row in conn.execute(_FIND_RECORDS, {"m": municipality, "records": piece}):
+                found[row.record_id] = StoredRecord(row.position, row.content_hash)
+        return found
 
     def read_stream(self, conn: Connection, stream_id: str) -> list[EventEnvelope]:
         rows = conn.execute(
@@ -143,6 +331,13 @@ class EventStore:
 
     def count(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+
+def _classified(exc: IntegrityError, first: EventEnvelope) -> Exception:
+    """A unique-key violation of the events table as the store's own error."""
+    if "record" in str(exc.orig):
+        return DuplicateRecordError(first.record_id)
+    return ConcurrencyError(first.stream_id)
 
 
 def row_to_envelope(row: object) -> EventEnvelope:

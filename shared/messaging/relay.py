@@ -8,6 +8,7 @@ sent in outbox order with key = stream id, so one child's events stay on one par
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -20,6 +21,14 @@ from shared.messaging.kafka import ensure_topics, make_producer
 log = logging.getLogger(__name__)
 
 _RELAY_LOCK_KEY = 727275
+# the envelope's wire form is compact JSON with `correlation_id` before `data`: the first match is it
+_CORRELATION = re.compile(rb'"correlation_id":"([A-Za-z0-9._:-]{1,64})"')
+
+
+def headers_for(payload: bytes) -> list[tuple[str, bytes]]:
+    """Kafka headers of an event: its correlation id, so consumers can log it before decoding."""
+    found = _CORRELATION.search(payload)
+    return [("correlation_id", found.group(1))] if found else []
 
 
 class OutboxRelay:
@@ -66,7 +75,10 @@ class OutboxRelay:
         if not rows:
             return 0
         producer = self.producer()
-        futures = [producer.send(r.topic, key=r.key.encode(), value=bytes(r.payload)) for r in rows]
+        futures = [
+            producer.send(r.topic, key=r.key.encode(), value=bytes(r.payload), headers=headers_for(r.payload))
+            for r in rows
+        ]
         producer.flush(timeout=30)
         for f in futures:
             f.get(timeout=30)  # raises if Kafka did not acknowledge

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, insert
@@ -23,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from shared.config import ServiceSettings
 from shared.db import make_engine
 from shared.events.envelope import EventEnvelope
+from shared.logs import correlation_id_var
 from shared.messaging.projection import Projection
 from shared.messaging.schema import checkpoints, dead_letters, processed_events, runner_metadata
 from shared.messaging.sources import Batch, Item, KafkaSource, Source, SqlLogSource
@@ -65,6 +68,13 @@ class ProjectionWorker:
         self.dead_lettered = 0
         self.last_event_at: datetime | None = None
         self.last_error: str | None = None
+        # lag, read in the worker's own thread (a Kafka consumer is not thread-safe) for metrics / readiness
+        self.assigned = False
+        self.lag_events: int | None = None
+        self.lag_seconds: float | None = None
+        self.lag_interval = 1.0
+        self._lag_read_at = float("-inf")
+        self._last_recorded_at: datetime | None = None
 
     # --- sources ---------------------------------------------------------------------------
 
@@ -125,6 +135,9 @@ class ProjectionWorker:
                 candidates.setdefault(item.envelope.event_id, item.envelope)
         claimed = self._claim(conn, list(candidates))
         fresh = [env for eid, env in candidates.items() if eid in claimed]
+        headers = {
+            i.envelope.event_id: i.correlation_id for i in batch.items if i.envelope and i.correlation_id
+        }
         self.skipped_duplicates += len(batch.items) - len(fresh)
         if not fresh:
             return
@@ -137,6 +150,21 @@ class ProjectionWorker:
             done = self._apply_one_by_one(conn, source, fresh, batch)
         self.processed += len(done)
         self.last_event_at = datetime.now(UTC)
+        self._log_applied(done, headers)
+
+    def _log_applied(self, done: Sequence[EventEnvelope], headers: dict[str, str]) -> None:
+        """One log line per correlation id of the applied events (the Kafka header, else the envelope's)."""
+        if not done:
+            return
+        newest = max(env.recorded_at for env in done)
+        if self._last_recorded_at is None or newest > self._last_recorded_at:
+            self._last_recorded_at = newest
+        if not log.isEnabledFor(logging.INFO):
+            return
+        name = self.projection.name
+        for cid, n in Counter(headers.get(env.event_id) or env.correlation_id for env in done).items():
+            with _correlation(cid):
+                log.info("projection %s: applied %d events", name, n, extra={"projection": name, "events": n})
 
     def _apply_one_by_one(
         self, conn: Connection, source: Source, fresh: Sequence[EventEnvelope], batch: Batch
@@ -145,18 +173,19 @@ class ProjectionWorker:
         done: list[EventEnvelope] = []
         for env in fresh:
             error = ""
-            for attempt in range(1, self.max_retries + 1):
-                try:
-                    with conn.begin_nested():
-                        self.projection.apply(conn, [env])
-                    done.append(env)
-                    break
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                    self.retries += 1
-                    time.sleep(self.retry_backoff * attempt)
-            else:
-                self._dead_letter(conn, source, by_id[env.event_id], error)
+            with _correlation(by_id[env.event_id].correlation_id or env.correlation_id):
+                for attempt in range(1, self.max_retries + 1):
+                    try:
+                        with conn.begin_nested():
+                            self.projection.apply(conn, [env])
+                        done.append(env)
+                        break
+                    except Exception as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                        self.retries += 1
+                        time.sleep(self.retry_backoff * attempt)
+                else:
+                    self._dead_letter(conn, source, by_id[env.event_id], error)
         return done
 
     def _claim(self, conn: Connection, event_ids: list[str]) -> set[str]:
@@ -181,7 +210,8 @@ class ProjectionWorker:
 
     def _dead_letter(self, conn: Connection, source: Source, item: Item, error: str) -> None:
         name = self.projection.name
-        log.error("projection %s: dead-lettering %s: %s", name, item.origin or item.position, error)
+        with _correlation(item.correlation_id or (item.envelope.correlation_id if item.envelope else None)):
+            log.error("projection %s: dead-lettering %s: %s", name, item.origin or item.position, error)
         source.dead_letter(item, error, name)
         conn.execute(
             insert(dead_letters),
@@ -214,6 +244,7 @@ class ProjectionWorker:
                 continue  # not assigned yet, or messages not yet fetched
             idle += 1
             if idle >= idle_polls:
+                self.refresh_lag()
                 return total
         raise TimeoutError(f"projection {self.projection.name} did not catch up in {timeout}s")
 
@@ -223,6 +254,8 @@ class ProjectionWorker:
             try:
                 if self.step() == 0:
                     self._stop.wait(0.05)
+                if time.monotonic() - self._lag_read_at >= self.lag_interval:
+                    self.refresh_lag()
                 backoff = 0.2
             except Exception as exc:  # database or broker trouble: back off and try again
                 self.last_error = repr(exc)
@@ -233,6 +266,7 @@ class ProjectionWorker:
         self._reset_source()
 
     def _reset_source(self) -> None:
+        self.assigned = False
         if self._source is not None:
             try:
                 self._source.close()
@@ -257,6 +291,39 @@ class ProjectionWorker:
 
     def lag(self) -> int:
         return self.source().lag()
+
+    def refresh_lag(self) -> None:
+        """Read the lag (events, and seconds: the age of the oldest event not applied; on Kafka an upper
+        bound, the age of the newest applied). Call it from the thread that drives the worker."""
+        source = self.source()
+        self._lag_read_at = time.monotonic()
+        if isinstance(source, KafkaSource):
+            lag = source.assigned_end_lag()
+            self.assigned = lag is not None
+            oldest = None
+        else:
+            lag = source.lag()
+            self.assigned = True
+            oldest = source.oldest_unprocessed_at() if lag and isinstance(source, SqlLogSource) else None
+        self.lag_events = lag
+        if lag is None:
+            self.lag_seconds = None
+        elif lag == 0:
+            self.lag_seconds = 0.0
+        else:
+            since = datetime.fromisoformat(oldest) if oldest else self._last_recorded_at
+            if since is not None and since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
+            self.lag_seconds = max(0.0, (datetime.now(UTC) - since).total_seconds()) if since else None
+
+
+@contextmanager
+def _correlation(cid: str | None) -> Iterator[None]:
+    token = correlation_id_var.set(cid)
+    try:
+        yield
+    finally:
+        correlation_id_var.reset(token)
 
 
 def reset_projection(worker: ProjectionWorker) -> None:

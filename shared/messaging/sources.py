@@ -22,6 +22,19 @@ from shared.messaging.schema import checkpoints
 
 log = logging.getLogger(__name__)
 
+CORRELATION_HEADER = "correlation_id"
+
+
+def header_value(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
+    """A Kafka record header as text (None when absent or not UTF-8)."""
+    for key, value in headers or ():
+        if key == name and value:
+            try:
+                return bytes(value).decode()
+            except UnicodeDecodeError:
+                return None
+    return None
+
 
 @dataclass(slots=True)
 class Item:
@@ -31,6 +44,7 @@ class Item:
     error: str | None = None
     position: int | None = None  # SQL log position, when known
     origin: str = ""  # "topic/partition/offset" for Kafka
+    correlation_id: str | None = None  # the Kafka header, when the relay set one
 
 
 @dataclass(slots=True)
@@ -131,6 +145,17 @@ class SqlLogSource:
             ).scalar()
         return max(0, int(head or 0) - self.position)
 
+    def oldest_unprocessed_at(self) -> str | None:
+        """`recorded_at` of the first event not yet applied (None when caught up), for lag in seconds."""
+        with self.store_engine.connect() as conn:
+            at: str | None = conn.execute(
+                select(events.c.recorded_at)
+                .where(events.c.position > self.position)
+                .order_by(events.c.position)
+                .limit(1)
+            ).scalar()
+        return at
+
     def close(self) -> None:
         pass
 
@@ -194,7 +219,8 @@ class KafkaSource:
                     error = None
                 except Exception as exc:
                     env, error = None, f"undecodable message: {exc!r}"
-                batch.items.append(Item(env, rec.value, key, error=error, origin=origin))
+                cid = header_value(rec.headers, CORRELATION_HEADER)
+                batch.items.append(Item(env, rec.value, key, error=error, origin=origin, correlation_id=cid))
         return batch
 
     def record_progress(self, conn: Connection, batch: Batch) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from services.intake.domain.records import (
 )
 from shared.events.catalogue import ChildRef
 from shared.events.codes import MeasureType
+from shared.eventstore.store import pieces, run_many
 
 
 def ts(moment: datetime) -> str:
@@ -46,13 +48,14 @@ def _case_info(row: Any) -> CaseInfo:
     )
 
 
-def _refs(record: RecordBase) -> tuple[str | None, str | None, str | None]:
-    data = getattr(record, "data", None)
-    return (
-        getattr(data, "case_id", None),
-        getattr(data, "measure_id", None),
-        getattr(data, "underretning_id", None),
-    )
+def refs(record: RecordBase) -> tuple[str | None, str | None, str | None]:
+    """(case_id, measure_id, underretning_id) the record's data names. Read from the models'
+    `__dict__`: `getattr` with a default is slow on a pydantic model lacking the field."""
+    data = record.__dict__.get("data")
+    if data is None:
+        return None, None, None
+    fields = data.__dict__
+    return fields.get("case_id"), fields.get("measure_id"), fields.get("underretning_id")
 
 
 # Statements built once (bind parameters), as they run several times for every record.
@@ -80,32 +83,12 @@ def find_case(conn: Connection, municipality: str, case_id: str) -> CaseInfo | N
 
 def find_measure(conn: Connection, municipality: str, measure_id: str) -> MeasureInfo | None:
     row = conn.execute(_MEASURE, {"m": municipality, "id": measure_id}).first()
-    if row is None:
-        return None
-    started = _dt(row.started_at)
-    assert started is not None
-    return MeasureInfo(
-        measure_id=row.measure_id,
-        case_id=row.case_id,
-        measure_type=row.measure_type,
-        started_at=started,
-        ended_at=_dt(row.ended_at) if row.ended else None,
-    )
+    return _measure_info(row) if row else None
 
 
 def find_underretning(conn: Connection, municipality: str, underretning_id: str) -> UnderretningInfo | None:
     row = conn.execute(_UNDERRETNING, {"m": municipality, "id": underretning_id}).first()
-    if row is None:
-        return None
-    received = _dt(row.received_at)
-    assert received is not None
-    return UnderretningInfo(
-        underretning_id=row.underretning_id,
-        child_id=row.child_id,
-        team_id=row.team_id,
-        received_at=received,
-        case_id=row.case_id,
-    )
+    return _underretning_info(row) if row else None
 
 
 def cases_of_child(conn: Connection, municipality: str, child_id: str) -> tuple[CaseInfo, ...]:
@@ -120,7 +103,7 @@ def stream_child(
     an underretning's child never changes); None when the reference is missing."""
     if child is not None:
         return child.child_id
-    case_id, _, underretning_id = _refs(record)
+    case_id, _, underretning_id = refs(record)
     if underretning_id is not None:
         found = conn.execute(_UNDERRETNING_CHILD, {"m": municipality, "id": underretning_id}).scalar()
         if found is not None or case_id is None:
@@ -138,7 +121,7 @@ def load_state(
     child: ChildRef | None,
     measure_types: Mapping[str, MeasureType],
 ) -> State:
-    case_id, measure_id, underretning_id = _refs(record)
+    case_id, measure_id, underretning_id = refs(record)
     return State(
         child=child,
         case=find_case(conn, municipality, case_id) if case_id else None,
@@ -153,86 +136,198 @@ def load_state(
     )
 
 
+# --- the lookup tables as a whole chunk sees them (bulk import) -------------------------------------
+
+_CASES = select(cases).where(cases.c.municipality == _M, cases.c.case_id.in_(bindparam("ids", expanding=True)))
+_MEASURES = select(measures).where(
+    measures.c.municipality == _M, measures.c.measure_id.in_(bindparam("ids", expanding=True))
+)
+_UNDERRETNINGER = select(underretninger).where(
+    underretninger.c.municipality == _M, underretninger.c.underretning_id.in_(bindparam("ids", expanding=True))
+)
+_CHILDREN_CASES = select(cases).where(
+    cases.c.municipality == _M, cases.c.child_id.in_(bindparam("ids", expanding=True))
+)
+
+
+def _measure_info(row: Any) -> MeasureInfo:
+    started = _dt(row.started_at)
+    assert started is not None
+    return MeasureInfo(
+        measure_id=row.measure_id,
+        case_id=row.case_id,
+        measure_type=row.measure_type,
+        started_at=started,
+        ended_at=_dt(row.ended_at) if row.ended else None,
+    )
+
+
+def _underretning_info(row: Any) -> UnderretningInfo:
+    received = _dt(row.received_at)
+    assert received is not None
+    return UnderretningInfo(
+        underretning_id=row.underretning_id,
+        child_id=row.child_id,
+        team_id=row.team_id,
+        received_at=received,
+        case_id=row.case_id,
+    )
+
+
+def cases_by_id(conn: Connection, municipality: str, case_ids: Iterable[str]) -> dict[str, CaseInfo]:
+    out: dict[str, CaseInfo] = {}
+    for piece in pieces(case_ids):
+        out.update((r.case_id, _case_info(r)) for r in conn.execute(_CASES, {"m": municipality, "ids": piece}))
+    return out
+
+
+def measures_by_id(conn: Connection, municipality: str, measure_ids: Iterable[str]) -> dict[str, MeasureInfo]:
+    out: dict[str, MeasureInfo] = {}
+    for piece in pieces(measure_ids):
+        rows = conn.execute(_MEASURES, {"m": municipality, "ids": piece})
+        out.update((r.measure_id, _measure_info(r)) for r in rows)
+    return out
+
+
+def underretninger_by_id(
+    conn: Connection, municipality: str, underretning_ids: Iterable[str]
+) -> dict[str, UnderretningInfo]:
+    out: dict[str, UnderretningInfo] = {}
+    for piece in pieces(underretning_ids):
+        rows = conn.execute(_UNDERRETNINGER, {"m": municipality, "ids": piece})
+        out.update((r.underretning_id, _underretning_info(r)) for r in rows)
+    return out
+
+
+def cases_of_children(conn: Connection, municipality: str, child_ids: Iterable[str]) -> list[CaseInfo]:
+    out: list[CaseInfo] = []
+    for piece in pieces(child_ids):
+        out += [_case_info(r) for r in conn.execute(_CHILDREN_CASES, {"m": municipality, "ids": piece})]
+    return out
+
+
+# --- writing -----------------------------------------------------------------------------------------
+
+_INSERT_UNDERRETNING = insert(underretninger)
+_INSERT_CASE = insert(cases)
+_INSERT_MEASURE = insert(measures)
+_LINK_UNDERRETNING = (
+    update(underretninger)
+    .where(
+        underretninger.c.municipality == _M,
+        underretninger.c.underretning_id == bindparam("u"),
+        underretninger.c.case_id.is_(None),
+    )
+    .values(case_id=bindparam("c"))
+)
+# Only a newer assignment replaces the current one (ISO UTC strings order by time).
+_ASSIGN = (
+    update(cases)
+    .where(
+        cases.c.municipality == _M,
+        cases.c.case_id == bindparam("c"),
+        (cases.c.assigned_at.is_(None)) | (cases.c.assigned_at <= bindparam("at")),
+    )
+    .values(caseworker_id=bindparam("w"), assigned_at=bindparam("at"))
+)
+_END_MEASURE = (
+    update(measures)
+    .where(measures.c.municipality == _M, measures.c.measure_id == bindparam("x"))
+    .values(ended=True, ended_at=bindparam("at"))
+)
+_CLOSE_CASE = (
+    update(cases)
+    .where(cases.c.municipality == _M, cases.c.case_id == bindparam("c"))
+    .values(status="closed", closed_at=bindparam("at"))
+)
+
+
+@dataclass
+class Changes:
+    """The lookup-table writes of accepted records, collected in record order and then run with one
+    (executemany) statement per kind: every row is inserted before it is updated, and updates of
+    one kind keep their order (updates of different kinds touch different columns)."""
+
+    underretning_rows: list[dict[str, Any]] = field(default_factory=list)
+    case_rows: list[dict[str, Any]] = field(default_factory=list)
+    measure_rows: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    measure_ends: list[dict[str, Any]] = field(default_factory=list)
+    closings: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, municipality: str, record: RecordBase, decision: Accept) -> None:
+        """Note the writes for an accepted record."""
+        at = ts(record.occurred_at)
+        m = municipality
+        match record:
+            case UnderretningReceivedRecord(data=d):
+                self.underretning_rows.append(
+                    {
+                        "municipality": m,
+                        "underretning_id": d.underretning_id,
+                        "child_id": decision.child_id,
+                        "team_id": d.team_id,
+                        "case_id": d.case_id,
+                        "received_at": at,
+                    }
+                )
+            case CaseOpenedRecord(data=d):
+                self.case_rows.append(
+                    {
+                        "municipality": m,
+                        "case_id": d.case_id,
+                        "child_id": decision.child_id,
+                        "team_id": d.team_id,
+                        "status": "open",
+                        "opened_at": at,
+                        "closed_at": None,
+                        "caseworker_id": None,
+                        "assigned_at": None,
+                        "opened_by_record": record.record_id,
+                    }
+                )
+                if d.underretning_id is not None:
+                    self.links.append({"m": m, "u": d.underretning_id, "c": d.case_id})
+            case CaseworkerAssignedRecord(data=d):
+                self.assignments.append({"m": m, "c": d.case_id, "w": d.caseworker_id, "at": at})
+            case MeasureStartedRecord(data=d):
+                self.measure_rows.append(
+                    {
+                        "municipality": m,
+                        "measure_id": d.measure_id,
+                        "case_id": d.case_id,
+                        "measure_type": d.measure_type,
+                        "started_at": at,
+                        "ended": False,
+                        "ended_at": None,
+                    }
+                )
+            case MeasureEndedRecord(data=d):
+                self.measure_ends.append({"m": m, "x": d.measure_id, "at": at})
+            case CaseClosedRecord(data=d):
+                self.closings.append({"m": m, "c": d.case_id, "at": at})
+            case _:
+                pass
+
+    def write(self, conn: Connection) -> None:
+        for statement, params in (
+            (_INSERT_UNDERRETNING, self.underretning_rows),
+            (_INSERT_CASE, self.case_rows),
+            (_INSERT_MEASURE, self.measure_rows),
+            (_LINK_UNDERRETNING, self.links),
+            (_ASSIGN, self.assignments),
+            (_END_MEASURE, self.measure_ends),
+            (_CLOSE_CASE, self.closings),
+        ):
+            run_many(conn, statement, params)
+
+
 def apply(conn: Connection, municipality: str, record: RecordBase, decision: Accept) -> None:
     """Update the lookup tables for an accepted record (same transaction as its event)."""
-    at = ts(record.occurred_at)
-    match record:
-        case UnderretningReceivedRecord(data=d):
-            conn.execute(
-                insert(underretninger),
-                {
-                    "municipality": municipality,
-                    "underretning_id": d.underretning_id,
-                    "child_id": decision.child_id,
-                    "team_id": d.team_id,
-                    "case_id": d.case_id,
-                    "received_at": at,
-                },
-            )
-        case CaseOpenedRecord(data=d):
-            conn.execute(
-                insert(cases),
-                {
-                    "municipality": municipality,
-                    "case_id": d.case_id,
-                    "child_id": decision.child_id,
-                    "team_id": d.team_id,
-                    "status": "open",
-                    "opened_at": at,
-                    "closed_at": None,
-                    "caseworker_id": None,
-                    "assigned_at": None,
-                    "opened_by_record": record.record_id,
-                },
-            )
-            if d.underretning_id is not None:
-                conn.execute(
-                    update(underretninger)
-                    .where(
-                        underretninger.c.municipality == municipality,
-                        underretninger.c.underretning_id == d.underretning_id,
-                        underretninger.c.case_id.is_(None),
-                    )
-                    .values(case_id=d.case_id)
-                )
-        case CaseworkerAssignedRecord(data=d):
-            # Only a newer assignment replaces the current one (ISO UTC strings order by time).
-            conn.execute(
-                update(cases)
-                .where(
-                    cases.c.municipality == municipality,
-                    cases.c.case_id == d.case_id,
-                    (cases.c.assigned_at.is_(None)) | (cases.c.assigned_at <= at),
-                )
-                .values(caseworker_id=d.caseworker_id, assigned_at=at)
-            )
-        case MeasureStartedRecord(data=d):
-            conn.execute(
-                insert(measures),
-                {
-                    "municipality": municipality,
-                    "measure_id": d.measure_id,
-                    "case_id": d.case_id,
-                    "measure_type": d.measure_type,
-                    "started_at": at,
-                    "ended": False,
-                    "ended_at": None,
-                },
-            )
-        case MeasureEndedRecord(data=d):
-            conn.execute(
-                update(measures)
-                .where(measures.c.municipality == municipality, measures.c.measure_id == d.measure_id)
-                .values(ended=True, ended_at=at)
-            )
-        case CaseClosedRecord(data=d):
-            conn.execute(
-                update(cases)
-                .where(cases.c.municipality == municipality, cases.c.case_id == d.case_id)
-                .values(status="closed", closed_at=at)
-            )
-        case _:
-            pass
+    changes = Changes()
+    changes.add(municipality, record, decision)
+    changes.write(conn)
 
 
 def child_scopes(conn: Connection, municipality: str, child_id: str) -> list[tuple[str, str | None]]:

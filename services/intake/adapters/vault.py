@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from services.intake.adapters.tables import child_keys, children
 from services.intake.domain.cpr import ChildIdentity
+from shared.eventstore.store import pieces, run_many
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,23 @@ class ForgetResult:
 _KNOWN = select(children.c.child_id).where(
     children.c.municipality == bindparam("m"), children.c.child_id == bindparam("child")
 )
+_KNOWN_MANY = select(children.c.child_id).where(
+    children.c.municipality == bindparam("m"), children.c.child_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_CHILD = insert(children)
+_INSERT_KEY = insert(child_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A child's identity ready to store: the `intake_children` row and the `intake_child_keys` row.
+    Holds only ciphertext and the wrapped key (never the CPR in plaintext)."""
+
+    child: dict[str, Any]
+    key: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"Sealed({self.child['municipality']}:{self.child['child_id']})"
 
 
 def _aad(municipality: str, child_id: str) -> bytes:
@@ -72,6 +91,11 @@ class Vault:
         exists = conn.execute(_KNOWN, {"m": municipality, "child": child_id}).first()
         if exists is not None:
             return False
+        self.store_many(conn, [self.seal(municipality, child_id, identity)])
+        return True
+
+    def seal(self, municipality: str, child_id: str, identity: ChildIdentity) -> Sealed:
+        """The rows that store a new child's identity: encrypted under a fresh key, the key wrapped."""
         aad = _aad(municipality, child_id)
         data_key = AESGCM.generate_key(bit_length=256)
         key_nonce = os.urandom(12)
@@ -79,9 +103,8 @@ class Vault:
         nonce = os.urandom(12)
         plaintext = json.dumps(identity.to_document(), separators=(",", ":")).encode()
         ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, aad)
-        conn.execute(
-            insert(children),
-            {
+        return Sealed(
+            child={
                 "municipality": municipality,
                 "child_id": child_id,
                 "unborn": identity.unborn,
@@ -90,12 +113,22 @@ class Vault:
                 "created_at": datetime.now(UTC).isoformat(),
                 "forgotten": False,
             },
+            key={"municipality": municipality, "child_id": child_id, "nonce": key_nonce, "wrapped_key": wrapped},
         )
-        conn.execute(
-            insert(child_keys),
-            {"municipality": municipality, "child_id": child_id, "nonce": key_nonce, "wrapped_key": wrapped},
-        )
-        return True
+
+    @staticmethod
+    def known(conn: Connection, municipality: str, child_ids: Iterable[str]) -> set[str]:
+        """Which of the children have a row here (stored, or stored and forgotten)."""
+        found: set[str] = set()
+        for piece in pieces(child_ids):
+            found.update(r[0] for r in conn.execute(_KNOWN_MANY, {"m": municipality, "ids": piece}))
+        return found
+
+    @staticmethod
+    def store_many(conn: Connection, sealed: Sequence[Sealed]) -> None:
+        """Write sealed identities of children that are new here (see `known`)."""
+        run_many(conn, _INSERT_CHILD, [s.child for s in sealed])
+        run_many(conn, _INSERT_KEY, [s.key for s in sealed])
 
     def reveal(self, conn: Connection, municipality: str, child_id: str) -> dict[str, Any]:
         """The decrypted identity document; ChildUnknown or ChildForgotten otherwise."""

@@ -488,8 +488,8 @@ ENVELOPE_FIELDS: Final = ("record_id", "type", "municipality", "occurred_at", "d
 
 def child_of(record: RecordBase) -> CprChild | UnbornChild | None:
     """The record's child, for the two record types that carry one."""
-    data = getattr(record, "data", None)
-    child = getattr(data, "child", None)
+    data = record.__dict__.get("data")  # (getattr with a default is slow on a pydantic model)
+    child = data.__dict__.get("child") if data is not None else None
     return child if isinstance(child, CprChild | UnbornChild) else None
 
 

@@ -45,7 +45,6 @@ from services.ledelsesinfo.domain.periods import (
     WEEK,
     PeriodKind,
     date_index,
-    period_index,
     period_last_date,
     start_of_day,
 )
@@ -137,30 +136,34 @@ def caseworker_segments(
 class _Acc:
     def __init__(self) -> None:
         self.data: defaultdict[Bucket, int] = defaultdict(int)
+        self._days: dict[datetime, date] = {}  # local date of each instant seen (a child reuses them)
 
-    @staticmethod
-    def scopes(kind: PeriodKind, team: str | None, cw: str | None) -> list[tuple[str, str]]:
-        out = [("", "")]
-        if team:
-            out.append((team, ""))
-        if cw and kind == WEEK:
-            out.append((team or "", cw))
-        return out
+    def index(self, kind: PeriodKind, at: datetime) -> int:
+        """`period_index(kind, at)`, with the instant's local date computed once per child."""
+        day = self._days.get(at)
+        if day is None:
+            day = self._days[at] = local_date(at)
+        return date_index(kind, day)
 
     def add(self, mode: Mode, kind: PeriodKind, index: int, team: str | None, cw: str | None,
             bucket: str, key: str, value: int) -> None:
-        for t, c in self.scopes(kind, team, cw):
-            self.data[(mode, kind, index, t, c, bucket, key)] += value
+        """Add to the municipality's bucket, the team's (if any) and the caseworker's (weekly)."""
+        data = self.data
+        data[(mode, kind, index, "", "", bucket, key)] += value
+        if team:
+            data[(mode, kind, index, team, "", bucket, key)] += value
+        if cw and kind == WEEK:
+            data[(mode, kind, index, team or "", cw, bucket, key)] += value
 
     def point(self, kinds: Sequence[PeriodKind], at: datetime, team: str | None, cw: str | None,
               bucket: str, key: str, value: int = 1) -> None:
         for kind in kinds:
-            self.add(POINT, kind, period_index(kind, at), team, cw, bucket, key, value)
+            self.add(POINT, kind, self.index(kind, at), team, cw, bucket, key, value)
 
     def change(self, kinds: Sequence[PeriodKind], at: datetime, team: str | None, cw: str | None,
                bucket: str, key: str, value: int) -> None:
         for kind in kinds:
-            self.add(STATE, kind, period_index(kind, at), team, cw, bucket, key, value)
+            self.add(STATE, kind, self.index(kind, at), team, cw, bucket, key, value)
 
     def interval(self, kinds: Sequence[PeriodKind], start: datetime, end: datetime | None,
                  team: str | None, assignments: Assignments, bucket: str,
@@ -196,9 +199,9 @@ class _Acc:
         for (t, c), intervals in groups.items():
             for s, e in _union(intervals):
                 for bucket, key, value in emit(s):
-                    self.data[(STATE, kind, period_index(kind, s), t, c, bucket, key)] += value
+                    self.data[(STATE, kind, self.index(kind, s), t, c, bucket, key)] += value
                     if e is not None:
-                        self.data[(STATE, kind, period_index(kind, e), t, c, bucket, key)] -= value
+                        self.data[(STATE, kind, self.index(kind, e), t, c, bucket, key)] -= value
 
     def result(self) -> Contributions:
         return {k: v for k, v in self.data.items() if v != 0}
