@@ -57,3 +57,9 @@ clean-run:
 	-deploy/kafka/kafka.sh stop .run/kafka
 	-deploy/postgres/pg.sh stop .run/postgres
 	rm -rf .run
+
+# one year of synthetic data for a few municipalities on the embedded default (deploy/demo.sh); like
+# `run`, it needs neither Java nor Maven
+.PHONY: demo
+demo: python-deps
+	VENV_PYTHON=$(abspath $(PY)) deploy/demo.sh

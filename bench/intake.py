@@ -33,7 +33,6 @@ import os
 import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,7 +112,12 @@ def family(i: int, tag: str) -> list[dict[str, Any]]:
             1.1,
             {"underretning_id": u, "acute": i % 9 == 0, "decision": "boernefaglig_undersoegelse"},
         ),
-        rec(4, "CaseOpened", 2, {"case_id": s, "child": {"cpr": cpr_of(i)}, "team_id": team, "underretning_id": u}),
+        rec(
+            4,
+            "CaseOpened",
+            2,
+            {"case_id": s, "child": {"cpr": cpr_of(i)}, "team_id": team, "underretning_id": u},
+        ),
         rec(5, "CaseworkerAssigned", 2.1, {"case_id": s, "caseworker_id": f"sb-{i % 40}"}),
         rec(6, "InvestigationStarted", 3, {"case_id": s, "kind": "boernefaglig_undersoegelse"}),
         rec(7, "ChildConversationHeld", 5, {"case_id": s, "underretning_id": u}),
@@ -123,7 +127,12 @@ def family(i: int, tag: str) -> list[dict[str, Any]]:
             10,
             "MeasureStarted",
             50,
-            {"case_id": s, "measure_id": m, "measure_type": mtype, "monthly_cost_dkk": float(10_000 + i % 50_000)},
+            {
+                "case_id": s,
+                "measure_id": m,
+                "measure_type": mtype,
+                "monthly_cost_dkk": float(10_000 + i % 50_000),
+            },
         ),
         rec(11, "FollowUpHeld", 140, {"case_id": s, "measure_id": m}),
         (
@@ -220,7 +229,9 @@ def postgres(base: Path) -> Iterator[str]:
         subprocess.run(["bash", script, "stop", str(data)], check=False, capture_output=True)
 
 
-def service_env(url: str, transport: str, log_level: str, port: int | None = None) -> dict[str, str]:
+def service_env(
+    url: str, transport: str, log_level: str, port: int | None = None, chunk_lines: int | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -239,6 +250,8 @@ def service_env(url: str, transport: str, log_level: str, port: int | None = Non
     )
     if port is not None:
         env["PORT"] = str(port)
+    if chunk_lines:
+        env["BULK_CHUNK_LINES"] = str(chunk_lines)
     return env
 
 
@@ -276,11 +289,12 @@ def _insert_sql(engine: Any, table: str) -> str:
 
 
 def _copied_rows(raw: Any, after: int, limit: int) -> list[tuple[Any, ...]]:
-    """Event rows as intake wrote them, with fresh event ids (so they are new rows)."""
+    """Event rows as intake wrote them (position first), to copy into the bare table."""
     mark = "?" if "sqlite" in type(raw).__module__ else "%s"
     cur = raw.cursor()
     cur.execute(
-        f"SELECT position, {RAW_COLUMNS} FROM events WHERE position > {mark} ORDER BY position LIMIT {int(limit)}",
+        f"SELECT position, {RAW_COLUMNS} FROM events WHERE position > {mark}"
+        f" ORDER BY position LIMIT {int(limit)}",
         (after,),
     )
     rows = cur.fetchall()
@@ -300,12 +314,13 @@ def raw_bulk(url: str, n: int, chunk: int) -> float:
     spent, done, after = 0.0, 0, 0
     try:
         dbapi = raw.driver_connection
+        assert dbapi is not None
         while done < n:
             rows = _copied_rows(dbapi, after, min(chunk, n - done))
             if not rows:
                 break
             after = rows[-1][0]
-            params = [(str(uuid.uuid4()), *r[2:]) for r in rows]
+            params = [tuple(r[1:]) for r in rows]  # the rows intake wrote, into a table of their own
             cur = dbapi.cursor()
             t0 = time.perf_counter()
             if sqlite:
@@ -335,6 +350,7 @@ def raw_single(url: str, n: int) -> tuple[float, list[float]]:
     latencies: list[float] = []
     try:
         dbapi = raw.driver_connection
+        assert dbapi is not None
         rows = _copied_rows(dbapi, 0, n)
         cur = dbapi.cursor()
         t_all = time.perf_counter()
@@ -342,7 +358,7 @@ def raw_single(url: str, n: int) -> tuple[float, list[float]]:
             t0 = time.perf_counter()
             if sqlite:
                 cur.execute("BEGIN IMMEDIATE")
-            cur.execute(sql, (str(uuid.uuid4()), *r[2:]))
+            cur.execute(sql, tuple(r[1:]))
             cur.execute("COMMIT") if sqlite else dbapi.commit()
             latencies.append(time.perf_counter() - t0)
         spent = time.perf_counter() - t_all
@@ -368,9 +384,15 @@ def worker_bulk(args: argparse.Namespace) -> None:
     from services.intake.service import IntakeService
     from shared.db import make_engine
 
-    settings = Settings(**{k.lower(): v for k, v in service_env(args.url, args.transport, "WARNING").items()
-                           if k in ("EVENT_STORE_URL", "TRANSPORT", "CPR_PSEUDONYM_KEY", "CPR_MASTER_KEY",
-                                    "AUTH_JWT_SECRET", "RUN_RELAY")})
+    settings = Settings(
+        event_store_url=args.url,
+        transport=args.transport,
+        run_relay=False,
+        auth_jwt_secret=SECRET,
+        cpr_pseudonym_key=PSEUDONYM_KEY,
+        cpr_master_key=MASTER_KEY,
+        **({"bulk_chunk_lines": args.chunk_lines} if args.chunk_lines else {}),
+    )
     engine = make_engine(settings.event_store_url)
     create_tables(engine)
     service = IntakeService(engine, settings)
@@ -403,13 +425,35 @@ def worker_bulk(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
-def run_worker_bulk(file: Path, url: str, transport: str, raw: bool) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "bench.intake", "--worker", "bulk", "--file", str(file), "--url", url,
-           "--transport", transport]
+def run_worker_bulk(
+    file: Path, url: str, transport: str, raw: bool, chunk_lines: int | None
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.intake",
+        "--worker",
+        "bulk",
+        "--file",
+        str(file),
+        "--url",
+        url,
+        "--transport",
+        transport,
+    ]
     if raw:
         cmd.append("--raw")
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, timeout=3600,
-                          env=service_env(url, transport, "WARNING"))
+    if chunk_lines:
+        cmd += ["--chunk-lines", str(chunk_lines)]
+    done = subprocess.run(
+        cmd,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=3600,
+        env=service_env(url, transport, "WARNING", chunk_lines=chunk_lines),
+    )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -418,7 +462,9 @@ def run_worker_bulk(file: Path, url: str, transport: str, raw: bool) -> dict[str
 
 
 @contextmanager
-def server(url: str, transport: str, log_level: str, base: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(
+    url: str, transport: str, log_level: str, base: Path, chunk_lines: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m services.intake serve` (uvicorn, 1 worker) on a free loopback port."""
     import httpx
 
@@ -427,7 +473,7 @@ def server(url: str, transport: str, log_level: str, base: Path) -> Iterator[tup
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.intake", "serve"],
         cwd=ROOT,
-        env=service_env(url, transport, log_level, port),
+        env=service_env(url, transport, log_level, port, chunk_lines),
         stdout=log_file,
         stderr=subprocess.STDOUT,
     )
@@ -472,7 +518,9 @@ def token() -> str:
 # --- 2. bulk over HTTP -----------------------------------------------------------------------------------
 
 
-def http_bulk(file: Path, url: str, transport: str, log_level: str, base: Path) -> dict[str, Any]:
+def http_bulk(
+    file: Path, url: str, transport: str, log_level: str, base: Path, chunk_lines: int | None
+) -> dict[str, Any]:
     import httpx
 
     def body() -> Iterator[bytes]:
@@ -480,15 +528,16 @@ def http_bulk(file: Path, url: str, transport: str, log_level: str, base: Path) 
             while block := f.read(256 * 1024):
                 yield block
 
-    with server(url, transport, log_level, base) as (base_url, proc):
+    with server(url, transport, log_level, base, chunk_lines) as (base_url, proc):
         rss_idle = vm_hwm_kib(proc.pid)
         headers = {"Authorization": f"Bearer {token()}", "Content-Type": "application/x-ndjson"}
         t0 = time.perf_counter()
         head = b""
         size = 0
-        with httpx.Client(timeout=httpx.Timeout(3600.0)) as client, client.stream(
-            "POST", base_url + "/records/bulk", content=body(), headers=headers
-        ) as resp:
+        with (
+            httpx.Client(timeout=httpx.Timeout(3600.0)) as client,
+            client.stream("POST", base_url + "/records/bulk", content=body(), headers=headers) as resp,
+        ):
             if resp.status_code != 200:
                 raise RuntimeError(f"bulk over HTTP: {resp.status_code} {resp.read()[:500]!r}")
             for block in resp.iter_bytes():
@@ -497,8 +546,13 @@ def http_bulk(file: Path, url: str, transport: str, log_level: str, base: Path) 
                 size += len(block)
         seconds = time.perf_counter() - t0
         counts = json.loads(head.split(b', "results"', 1)[0] + b"}")
-        return {**counts, "seconds": seconds, "response_bytes": size, "server_peak_rss_kib": vm_hwm_kib(proc.pid),
-                "server_rss_kib_idle": rss_idle}
+        return {
+            **counts,
+            "seconds": seconds,
+            "response_bytes": size,
+            "server_peak_rss_kib": vm_hwm_kib(proc.pid),
+            "server_rss_kib_idle": rss_idle,
+        }
 
 
 # --- 3. single POST /records under concurrent load ---------------------------------------------------------
@@ -539,7 +593,9 @@ def load_test(
                                 return
                             body = json.dumps(rec).encode()
                             t0 = time.perf_counter()
-                            resp = http.post("/records", content=body, headers={"Content-Type": "application/json"})
+                            resp = http.post(
+                                "/records", content=body, headers={"Content-Type": "application/json"}
+                            )
                             latencies[n].append(time.perf_counter() - t0)
                             statuses[n][resp.status_code] = statuses[n].get(resp.status_code, 0) + 1
             except BaseException as exc:  # reported below
@@ -605,61 +661,67 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
     t0 = time.perf_counter()
     file1, file2 = base / "import-1x.ndjson", base / "import-2x.ndjson"
     size1 = write_file(file1, n, "b")
-    print(f"bench.intake: generated {n:,} records ({size1 / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s",
-          file=sys.stderr)
+    took = time.perf_counter() - t0
+    print(f"bench.intake: generated {n:,} records ({size1 / 2**20:.1f} MiB) in {took:.1f} s", file=sys.stderr)
 
     # 1. bulk through the service layer, raw executemany beside it
     url = dbs.fresh("bulk1x")
-    r1 = run_worker_bulk(file1, url, args.transport, raw=True)
+    r1 = run_worker_bulk(file1, url, args.transport, True, args.chunk_lines)
     print(f"bench.intake: service bulk {r1}", file=sys.stderr)
     if r1["accepted"] != n:
         raise RuntimeError(f"bulk import accepted {r1['accepted']} of {n}")
-    rows.append({
-        "benchmark": "bulk import, service layer (BulkImport)",
-        "records": n,
-        "records_per_s": _rate(n, r1["seconds"]),
-        "baseline": f"bare executemany of {n} event rows, {r1['chunk_lines']} per transaction",
-        "baseline_per_s": _rate(n, r1["raw_seconds"]),
-        "ratio": round(r1["raw_seconds"] / r1["seconds"], 3),
-        "peak_rss_mib": round(r1["peak_rss_kib"] / 1024, 1),
-        "input_mib": round(size1 / 2**20, 1),
-    })
+    rows.append(
+        {
+            "benchmark": "bulk import, service layer (BulkImport)",
+            "records": n,
+            "records_per_s": _rate(n, r1["seconds"]),
+            "baseline": f"bare executemany of {n} event rows, {r1['chunk_lines']} per transaction",
+            "baseline_per_s": _rate(n, r1["raw_seconds"]),
+            "ratio": round(r1["raw_seconds"] / r1["seconds"], 3),
+            "peak_rss_mib": round(r1["peak_rss_kib"] / 1024, 1),
+            "input_mib": round(size1 / 2**20, 1),
+        }
+    )
 
     # memory: the same import of a file twice as large, in a fresh process
     if not args.no_2x:
         size2 = write_file(file2, 2 * n, "c")
-        r2 = run_worker_bulk(file2, dbs.fresh("bulk2x"), args.transport, raw=False)
+        r2 = run_worker_bulk(file2, dbs.fresh("bulk2x"), args.transport, False, args.chunk_lines)
         print(f"bench.intake: service bulk 2x {r2}", file=sys.stderr)
         if r2["accepted"] != 2 * n:
             raise RuntimeError(f"2x bulk import accepted {r2['accepted']} of {2 * n}")
-        rows.append({
-            "benchmark": "bulk import, service layer, file 2x as large (memory check)",
-            "records": 2 * n,
-            "records_per_s": _rate(2 * n, r2["seconds"]),
-            "peak_rss_mib": round(r2["peak_rss_kib"] / 1024, 1),
-            "input_mib": round(size2 / 2**20, 1),
-            "rss_growth_mib_vs_1x": round((r2["peak_rss_kib"] - r1["peak_rss_kib"]) / 1024, 1),
-        })
+        rows.append(
+            {
+                "benchmark": "bulk import, service layer, file 2x as large (memory check)",
+                "records": 2 * n,
+                "records_per_s": _rate(2 * n, r2["seconds"]),
+                "peak_rss_mib": round(r2["peak_rss_kib"] / 1024, 1),
+                "input_mib": round(size2 / 2**20, 1),
+                "rss_growth_mib_vs_1x": round((r2["peak_rss_kib"] - r1["peak_rss_kib"]) / 1024, 1),
+            }
+        )
         file2.unlink()
 
     # 2. the same file over HTTP
     if not args.no_http_bulk:
         url = dbs.fresh("http")
-        h = http_bulk(file1, url, args.transport, args.log_level, base)
+        h = http_bulk(file1, url, args.transport, args.log_level, base, args.chunk_lines)
         print(f"bench.intake: HTTP bulk {h}", file=sys.stderr)
         if h["accepted"] != n:
             raise RuntimeError(f"bulk over HTTP accepted {h['accepted']} of {n}")
         raw_s = raw_bulk(url, n, r1["chunk_lines"])
-        rows.append({
-            "benchmark": "bulk import, HTTP POST /records/bulk (uvicorn, 1 worker)",
-            "records": n,
-            "records_per_s": _rate(n, h["seconds"]),
-            "baseline": f"bare executemany of {n} event rows, {r1['chunk_lines']} per transaction",
-            "baseline_per_s": _rate(n, raw_s),
-            "ratio": round(raw_s / h["seconds"], 3),
-            "peak_rss_mib": round(h["server_peak_rss_kib"] / 1024, 1),
-            "input_mib": round(size1 / 2**20, 1),
-        })
+        rows.append(
+            {
+                "benchmark": "bulk import, HTTP POST /records/bulk (uvicorn, 1 worker)",
+                "records": n,
+                "records_per_s": _rate(n, h["seconds"]),
+                "baseline": f"bare executemany of {n} event rows, {r1['chunk_lines']} per transaction",
+                "baseline_per_s": _rate(n, raw_s),
+                "ratio": round(raw_s / h["seconds"], 3),
+                "peak_rss_mib": round(h["server_peak_rss_kib"] / 1024, 1),
+                "input_mib": round(size1 / 2**20, 1),
+            }
+        )
 
     # 3. single POST /records under concurrent load
     url = dbs.fresh("single")
@@ -667,20 +729,22 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
     print(f"bench.intake: single POST {s}", file=sys.stderr)
     raw_s, raw_lat = raw_single(url, min(s["accepted"], args.posts))
     raw_lat.sort()
-    rows.append({
-        "benchmark": f"single POST /records, {args.clients} concurrent clients (uvicorn, 1 worker)",
-        "records": s["accepted"],
-        "records_per_s": _rate(s["accepted"], s["seconds"]),
-        "p50_ms": round(s["p50_ms"], 2),
-        "p99_ms": round(s["p99_ms"], 2),
-        "baseline": "bare single-row insert, one transaction per row",
-        "baseline_per_s": _rate(len(raw_lat), raw_s),
-        "baseline_p50_ms": round(1000 * percentile(raw_lat, 0.5), 3),
-        "baseline_p99_ms": round(1000 * percentile(raw_lat, 0.99), 3),
-        "ratio": round((s["accepted"] / s["seconds"]) / (len(raw_lat) / raw_s), 3) if raw_s else None,
-        "peak_rss_mib": round(s["server_peak_rss_kib"] / 1024, 1),
-        "statuses": s["statuses"],
-    })
+    rows.append(
+        {
+            "benchmark": f"single POST /records, {args.clients} concurrent clients (uvicorn, 1 worker)",
+            "records": s["accepted"],
+            "records_per_s": _rate(s["accepted"], s["seconds"]),
+            "p50_ms": round(s["p50_ms"], 2),
+            "p99_ms": round(s["p99_ms"], 2),
+            "baseline": "bare single-row insert, one transaction per row",
+            "baseline_per_s": _rate(len(raw_lat), raw_s),
+            "baseline_p50_ms": round(1000 * percentile(raw_lat, 0.5), 3),
+            "baseline_p99_ms": round(1000 * percentile(raw_lat, 0.99), 3),
+            "ratio": round((s["accepted"] / s["seconds"]) / (len(raw_lat) / raw_s), 3) if raw_s else None,
+            "peak_rss_mib": round(s["server_peak_rss_kib"] / 1024, 1),
+            "statuses": s["statuses"],
+        }
+    )
     return {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "store": args.db,
@@ -718,6 +782,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the single POST test")
     ap.add_argument("--max-seconds", type=float, default=300.0, help="time bound of the single POST test")
     ap.add_argument("--log-level", default="WARNING", help="the server's LOG_LEVEL")
+    ap.add_argument(
+        "--chunk-lines",
+        type=int,
+        default=None,
+        help="BULK_CHUNK_LINES of the import (default: the setting's)",
+    )
     ap.add_argument("--no-http-bulk", action="store_true")
     ap.add_argument("--no-2x", action="store_true", help="skip the 2x file (memory check)")
     ap.add_argument("--out", default="bench-results")

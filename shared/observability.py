@@ -4,16 +4,33 @@ Every app gets its own `CollectorRegistry` (`Observability.registry`), so that a
 session) may create many apps without duplicate time series. What this module gives an app:
 
 - `RequestContextMiddleware` (pure ASGI): takes `X-Request-ID` / `X-Correlation-ID` from the request
-  (or makes them), puts them into `shared.logs.request_id_var` / `correlation_id_var` for every log
-  line of the request, passes the correlation id on to the endpoint (intake writes it into the
-  events), answers both headers, counts the request and times it per route template and status,
-  and logs one JSON line per request.
-- `GET /metrics` (`metrics_response`), `GET /ready` (`Readiness`): database reachable (SELECT 1),
-  migrations at head, in Kafka mode the broker reachable (`BrokerProbe`: a metadata call with a
-  short timeout, cached), for projection services the worker assigned and within `ready_max_lag`.
-- Collectors computed at scrape time: projection lag / counters (`ProjectionMonitor`), intake's
-  outbox (`outbox_collector`), and the records counter of intake (`RecordOutcomes`), which counts a
-  record when the transaction that decided it commits.
+  (or makes them; an unsafe value, e.g. CPR-shaped, is replaced), puts them into
+  `shared.logs.request_id_var` / `correlation_id_var` for every log line of the request, passes the
+  correlation id on to the endpoint (intake writes it into the events it appends; the outbox relay
+  sends it as the Kafka header `correlation_id`; the projectors log under it), answers both
+  headers, counts and times the request per route template and status, and logs one JSON line.
+- `GET /metrics`, `GET /ready` (`Readiness`): database reachable (SELECT 1), migrations at head,
+  in Kafka mode the broker reachable (`BrokerProbe`: a metadata call with a short timeout, cached),
+  for projection services the worker assigned and within `READY_MAX_LAG`.
+
+Metrics (all per app, computed at scrape time where they come from a database or the broker):
+
+    http_requests_total{method,route,status}                 counter
+    http_request_duration_seconds{method,route,status}       histogram
+    service_info{service,transport}                          1
+    intake_records_total{type,status,reason}                 counter: accepted | duplicate | rejected
+    outbox_size, outbox_oldest_age_seconds                   intake: unpublished outbox rows
+    outbox_published_total                                   intake, when it runs the relay
+    projection_lag_events{projection}                        from the worker, else from outside
+    projection_lag_seconds{projection}                       age of the oldest event not applied
+    projection_worker_in_process{projection}                 1 when this process runs the worker
+    projection_assigned{projection}                          worker has its source / partitions
+    projection_events_processed_total{projection}            this process's worker
+    projection_retries_total{projection}                     this process's worker
+    projection_dead_lettered_total{projection}               this process's worker
+    projection_duplicates_skipped_total{projection}          this process's worker
+    projection_dead_letters{projection}                      rows in the dead_letters table
+    followup_deadlines_overdue{deadline,municipality}        followup: overdue now (followup/metrics.py)
 """
 
 from __future__ import annotations
@@ -294,10 +311,6 @@ class Cached:
                 self._value = self.fn()
                 self._at = time.monotonic()
             return self._value
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._at = float("-inf")
 
 
 class BrokerProbe:
@@ -805,6 +818,10 @@ class RecordOutcomes:
         """An outcome of `IntakeService.write`, counted when `conn`'s transaction commits."""
         conn.info.setdefault(_PENDING, []).append((record_type, outcome))
 
+    def written_many(self, conn: Connection, outcomes: Iterable[tuple[str, _Outcome]]) -> None:
+        """(record type, outcome) pairs of `IntakeService.write_many`, counted on commit."""
+        conn.info.setdefault(_PENDING, []).extend(outcomes)
+
     def parse_rejected(self, obj: Any, rejection: Any) -> None:
         """A record refused by the parser (never written): counted at once, as `type`, `reason`
         from `parse_labels(obj, rejection)`."""
@@ -827,17 +844,22 @@ class RecordOutcomes:
         if not pending:
             return
         tally = _bulk_var.get()
+        counts: dict[tuple[str, str, str], int] = {}
         for record_type, outcome in pending:
             status, reason = self.labels(outcome)
-            key = str(outcome.record_id)
-            if outcome.retry_later and tally is not None:
-                tally.deferred[key] = (record_type, reason)  # a later pass of the import decides
-                continue
-            self.count(record_type, status, reason)
             if tally is not None:
-                tally.deferred.pop(key, None)
+                key = str(outcome.record_id)
+                if outcome.retry_later:
+                    tally.deferred[key] = (record_type, reason)  # a later pass of the import decides
+                    continue
+                if tally.deferred:
+                    tally.deferred.pop(key, None)
                 if status == "rejected":
                     tally.rejected += 1
+            labels = (record_type, status, reason)
+            counts[labels] = counts.get(labels, 0) + 1
+        for (record_type, status, reason), n in counts.items():
+            self.count(record_type, status, reason, n)
 
 
 def bulk_tally(app: Any) -> BulkTally:

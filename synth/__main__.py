@@ -2,6 +2,7 @@
 
     python -m synth --seed 1 --years 1 --municipalities 101,657,751 --start 2025-11-01 \\
         --out FILE.ndjson [--scale 1.0] [--late-share 0.03] [--warmup-years 2] [--manifest M.json]
+        [--until 2026-11-23T09:00:00+01:00]
 
 `--out` may contain `{municipality}` to write one file per municipality (what
 `python -m services.intake import FILE --municipality M` wants), or be `-` for stdout.
@@ -17,7 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from synth.generator import Config, MunicipalityResult, write
@@ -28,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m synth", description="Synthetic DUBU-like record streams")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--years", type=int, default=1, help="length of the period in years (default 1)")
+    p.add_argument(
+        "--until",
+        default=None,
+        help="end the period at this instant instead (ISO 8601 with offset, e.g. an export taken now)",
+    )
     p.add_argument("--municipalities", default="all", help="comma-separated kommunekoder, or all (default)")
     p.add_argument("--start", required=True, help="first day of the period, YYYY-MM-DD")
     p.add_argument("--out", required=True, help="output file; {municipality} for one file each; - = stdout")
@@ -43,7 +49,7 @@ def _manifest(cfg: Config, results: list[MunicipalityResult]) -> dict[str, Any]:
     return {
         "seed": cfg.seed,
         "start": cfg.start.isoformat(),
-        "end": cfg.end.isoformat(),
+        "end": cfg.until.isoformat() if cfg.until else cfg.end.isoformat(),
         "scale": cfg.scale,
         "municipalities": {
             r.code: {
@@ -69,12 +75,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scale": args.scale,
             "warmup_years": args.warmup_years,
         }
+        if args.until:
+            kwargs["until"] = datetime.fromisoformat(args.until)
         if args.late_share is not None:
             kwargs["late_share"] = args.late_share
         cfg = Config(**kwargs)
     except ValueError as exc:
         print(f"python -m synth: {exc}", file=sys.stderr)
         return 2
+    if cfg.t_end > time.time() + 86_400 and not args.quiet:
+        print(
+            "python -m synth: note: the period ends after tomorrow; intake rejects records "
+            "more than 24 hours in the future",
+            file=sys.stderr,
+        )
     started = time.monotonic()
     show = not args.quiet and sys.stderr.isatty()
 
@@ -98,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fh.write("\n")
     if not args.quiet:
         print(
-            f"synth: {total:,} records for {len(results)} municipalities, {cfg.start} to {cfg.end} "
+            f"synth: {total:,} records for {len(results)} municipalities, {cfg.start} to "
+            f"{cfg.until.isoformat() if cfg.until else cfg.end} "
             f"(seed {cfg.seed}, scale {cfg.scale}) in {elapsed:,.1f} s "
             f"({total / max(elapsed, 1e-6):,.0f} records/s)",
             file=sys.stderr,

@@ -34,13 +34,13 @@ import gc
 import heapq
 import itertools
 import json
-import os
 import math
+import os
 import random
 import tempfile
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import IO, Any, Final
 
 from synth import targets as T
@@ -109,7 +109,11 @@ PROVIDERS: Final[dict[str, tuple[str, ...]]] = {
     "plejefamilie": ("Plejefamilie (kommunal)", "Forstærket plejefamilie", "Specialiseret plejefamilie"),
     "eget_vaerelse": ("Ungdomskollegiet", "Eget værelse med støtte"),
     "opholdssted": ("Opholdsstedet Lærkebo", "Opholdsstedet Skovly", "Opholdsstedet Havblik"),
-    "doegninstitution": ("Døgninstitutionen Solhøj", "Børnehjemmet Egebakken", "Sikret institution Bakkegården"),
+    "doegninstitution": (
+        "Døgninstitutionen Solhøj",
+        "Børnehjemmet Egebakken",
+        "Sikret institution Bakkegården",
+    ),
 }
 TEAM_NAMES: Final = (
     "nord", "syd", "oest", "vest", "midt", "centrum", "havn", "skov",
@@ -154,7 +158,12 @@ class _Picker:
 
 def _decisions_by_severity() -> tuple[dict[str, float], dict[str, float]]:
     """Decision mix for `akut` underretninger and for the rest, keeping DECISION_SHARES overall."""
-    acute = {"ingen_videre": 0.20, "afdaekning": 0.25, "boernefaglig_undersoegelse": 0.30, "akut_indsats": 0.25}
+    acute = {
+        "ingen_videre": 0.20,
+        "afdaekning": 0.25,
+        "boernefaglig_undersoegelse": 0.30,
+        "akut_indsats": 0.25,
+    }
     p_acute = T.SEVERITY_SHARES["akut"]
     other = {k: (v - p_acute * acute[k]) / (1 - p_acute) for k, v in T.DECISION_SHARES.items()}
     return acute, other
@@ -173,7 +182,8 @@ OPEN_CASES_PER_YEARLY_ARRIVAL: Final = 0.45
 @dataclass(frozen=True, slots=True)
 class Config:
     """What to generate. `start` is the first day of the period; the period ends before
-    `start` + `years` (00:00 Copenhagen time)."""
+    `start` + `years` (00:00 Copenhagen time), or at the instant `until` when that is given (an
+    export taken "now": the caller passes the moment)."""
 
     seed: int
     start: date
@@ -182,6 +192,7 @@ class Config:
     scale: float = 1.0
     late_share: float = T.LATE_SHARE_DEFAULT
     warmup_years: int = 2
+    until: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.years < 1:
@@ -195,10 +206,24 @@ class Config:
         unknown = [m for m in self.municipalities if m not in MUNICIPALITIES]
         if unknown or not self.municipalities:
             raise ValueError(f"unknown municipality codes: {unknown}" if unknown else "no municipalities")
+        if self.until is not None:
+            if self.until.tzinfo is None or self.until.utcoffset() is None:
+                raise ValueError("until needs a UTC offset")
+            if self.until.timestamp() <= start_of(self.start) + DAY:
+                raise ValueError("until must lie more than a day after the start")
+
+    @property
+    def t_end(self) -> int:
+        """The end of the period (exclusive) as an instant."""
+        if self.until is not None:
+            return int(self.until.timestamp())
+        return start_of(add_years(self.start, self.years))
 
     @property
     def end(self) -> date:
-        """The first day after the period."""
+        """The first day after the period's last full day (its end's date when `until` is given)."""
+        if self.until is not None:
+            return local_date(self.t_end)
         return add_years(self.start, self.years)
 
 
@@ -265,7 +290,7 @@ class MunicipalityStream:
         self.rng = random.Random(f"synth/{cfg.seed}/{code}")
         self.late_rng = random.Random(f"synth-late/{cfg.seed}/{code}")
         self.t_start = start_of(cfg.start)
-        self.t_end = start_of(cfg.end)
+        self.t_end = cfg.t_end
         self.t_warm = start_of(add_years(cfg.start, -cfg.warmup_years))
         self.now = self.t_warm
         share = MUNICIPALITIES[code].children / NATIONAL_CHILDREN * cfg.scale
@@ -277,6 +302,7 @@ class MunicipalityStream:
         self._n_record = 0
         self._ids = dict.fromkeys(("UR", "S", "I", "child", "sb"), 0)
         self._cpr_counter: dict[date, int] = {}
+        self._owed: dict[str, int] = {}  # notifier draws that did not fit their child, to hand out later
         self._warm = True
         self._live: dict[int, Child] = {}
         self._out: list[tuple[int, int, str, str, Any]] = []  # (instant, number, line, type, tag)
@@ -307,6 +333,8 @@ class MunicipalityStream:
         expected_open = self.arrivals_per_year * OPEN_CASES_PER_YEARLY_ARRIVAL
         expected_workers = max(1, math.ceil(expected_open / T.CASELOAD_TARGET))
         n_teams = max(1, round(expected_workers / T.CASEWORKERS_PER_TEAM))
+        if expected_workers >= 6:
+            n_teams = max(2, n_teams)  # a small (or scaled-down) department still has two teams
         names = [
             TEAM_NAMES[i % len(TEAM_NAMES)] + ("" if i < len(TEAM_NAMES) else str(i // len(TEAM_NAMES) + 1))
             for i in range(n_teams)
@@ -400,7 +428,9 @@ class MunicipalityStream:
         if child is not None and counted:
             child.procs += 1
 
-    def once(self, at: int, rtype: str, data: dict[str, Any], child: Child, key: tuple[str, str] | None = None) -> None:
+    def once(
+        self, at: int, rtype: str, data: dict[str, Any], child: Child, key: tuple[str, str] | None = None
+    ) -> None:
         """Emit one record at `at` (if the period has not ended by then)."""
 
         def proc() -> Proc:
@@ -502,6 +532,10 @@ class MunicipalityStream:
             item = heappop(delayed)
             if item[1] not in forced:
                 yield item[0], item[1], item[2], item[3]
+        for _, _, proc, _ in heap:  # what the period's end cut short (generators hold `self`: a cycle)
+            proc.close()
+        heap.clear()
+        self._live.clear()
         self.result.lines = sum(self.result.by_type.values())
         for team in self._teams.values():
             self.result.teams[team.team_id] = list(team.workers)
@@ -579,7 +613,7 @@ class MunicipalityStream:
         self._ids["child"] += 1
         team = self._team_ids[int(self.rng.random() * len(self._team_ids))]
         if age < 0:
-            expected = today + timedelta(days=self._u(20, 180))
+            expected = today + timedelta(days=self._u(30, 180))
             mother_birth = today - timedelta(days=self._u(17 * 365.25, 42 * 365.25))
             ref: dict[str, Any] = {
                 "unborn": True,
@@ -618,20 +652,33 @@ class MunicipalityStream:
             else:
                 t = self.now + 1 + int(self.rng.expovariate(gap_rate))
                 yield t - t % MINUTE + MINUTE
-                if not (self._chance(REPEAT_SAME_NOTIFIER) and self._compatible(notifier, child)):
-                    for _ in range(4):
-                        notifier = self._notifier(self.rng)
-                        if self._compatible(notifier, child):
-                            break
+                if not self._chance(REPEAT_SAME_NOTIFIER):
+                    notifier = self._fresh_notifier(child, notifier)
             if notifier not in ANYTIME_NOTIFIERS:
                 t = at_work(self.now, self.rng)
                 if t != self.now:
                     yield t
-            if child.unborn_until and self.now >= child.unborn_until:
-                return  # born: later notifications concern the born child (another identity)
+            if child.unborn_until and self.now >= child.unborn_until - 14 * DAY:
+                return  # (about to be) born: later notifications concern the born child, another identity
             if child.birth is not None and child.age(local_date(self.now)) >= 18:
                 return
             self._receive(child, self._family_code(notifier))
+
+    def _fresh_notifier(self, child: Child, previous: str) -> str:
+        """A newly drawn notifier for a repeat underretning. A draw that cannot concern this child
+        (a school for a toddler) is drawn again and owed: a later child who can take it gets it
+        instead of a draw, so the overall mix stays at NOTIFIER_SHARES."""
+        owed = self._owed
+        for code, count in owed.items():
+            if count and self._compatible(code, child):
+                owed[code] = count - 1
+                return code
+        for _ in range(6):
+            code = self._notifier(self.rng)
+            if self._compatible(code, child):
+                return code
+            owed[code] = owed.get(code, 0) + 1
+        return previous
 
     def _open_case(self, child: Child) -> Case | None:
         case = child.case
@@ -674,7 +721,7 @@ class MunicipalityStream:
             data["professional"] = professional = True
         if case is not None:
             data["case_id"] = case.case_id
-        self.emit("UnderretningReceived", data, child)
+        self.emit("UnderretningReceived", data, child, tag=("u", u_id))
         now = self.now
         if professional:
             if self._chance(T.RECEIPT_ON_TIME):
@@ -738,15 +785,24 @@ class MunicipalityStream:
             "CaseOpened",
             {"case_id": case.case_id, "child": child.ref, "team_id": case.team, "underretning_id": u_id},
             child,
+            tag=(("u", u_id), ("c", child.serial)),  # what must be written before it (see entries)
         )
         acute = decision == "akut_indsats"
-        yield (self.now + self._u(5 * MINUTE, 2 * HOUR)) if acute else at_work(
-            self.now + self._u(HOUR, 2 * DAY), self.rng
+        yield (
+            (self.now + self._u(5 * MINUTE, 2 * HOUR))
+            if acute
+            else at_work(self.now + self._u(HOUR, 2 * DAY), self.rng)
         )
         case.worker = self._assign(self._teams[case.team])
-        self.emit("CaseworkerAssigned", {"case_id": case.case_id, "caseworker_id": case.worker}, child,
-                  ("cw", case.case_id))
-        change_at = at_work(self.now + int(self.rng.expovariate(1 / (T.CASEWORKER_CHANGE_MEAN_DAYS * DAY))), self.rng)
+        self.emit(
+            "CaseworkerAssigned",
+            {"case_id": case.case_id, "caseworker_id": case.worker},
+            child,
+            ("cw", case.case_id),
+        )
+        change_at = at_work(
+            self.now + int(self.rng.expovariate(1 / (T.CASEWORKER_CHANGE_MEAN_DAYS * DAY))), self.rng
+        )
         self.spawn(change_at, self._changes(child, case), child, counted=False)
         if acute:
             self._parallel_investigation(child, case)
@@ -765,7 +821,9 @@ class MunicipalityStream:
                 outcome = "tidlig_indsats"
             else:
                 outcome = "ingen_indsats"
-            self.emit("InvestigationCompleted", {"case_id": case.case_id, "kind": kind, "outcome": outcome}, child)
+            self.emit(
+                "InvestigationCompleted", {"case_id": case.case_id, "kind": kind, "outcome": outcome}, child
+            )
             if outcome == "boernefaglig_undersoegelse":
                 yield from self._investigation(child, case)
             elif outcome == "tidlig_indsats":
@@ -774,7 +832,7 @@ class MunicipalityStream:
             yield from self._investigation(child, case)
         close_at = at_work(max(self.now + self._u(7 * DAY, 45 * DAY), case.busy_until + DAY), self.rng)
         yield close_at
-        self.emit("CaseClosed", {"case_id": case.case_id}, child)
+        self.emit("CaseClosed", {"case_id": case.case_id}, child, tag=("c", child.serial))
         case.closed = True
         self._release(case)
 
@@ -799,7 +857,9 @@ class MunicipalityStream:
         yield done
         measure = self._chance(T.INVESTIGATION_TO_MEASURE)
         outcome = "indsats" if measure else "ingen_indsats"
-        self.emit("InvestigationCompleted", {"case_id": case.case_id, "kind": kind, "outcome": outcome}, child)
+        self.emit(
+            "InvestigationCompleted", {"case_id": case.case_id, "kind": kind, "outcome": outcome}, child
+        )
         if measure:
             if self._chance(T.MEASURE_IS_PLACEMENT):
                 first = self._after_inv_placement(self.rng)
@@ -811,7 +871,12 @@ class MunicipalityStream:
         start, done = self._investigation_times()
         kind = "boernefaglig_undersoegelse"
         self.once(start, "InvestigationStarted", {"case_id": case.case_id, "kind": kind}, child)
-        self.once(done, "InvestigationCompleted", {"case_id": case.case_id, "kind": kind, "outcome": "indsats"}, child)
+        self.once(
+            done,
+            "InvestigationCompleted",
+            {"case_id": case.case_id, "kind": kind, "outcome": "indsats"},
+            child,
+        )
         case.busy_until = done
 
     def _changes(self, child: Child, case: Case) -> Proc:
@@ -823,8 +888,12 @@ class MunicipalityStream:
             if old is not None:
                 team.load[old] -= 1
             case.worker = self._assign(team, avoid=old)
-            self.emit("CaseworkerAssigned", {"case_id": case.case_id, "caseworker_id": case.worker}, child,
-                      ("cw", case.case_id))
+            self.emit(
+                "CaseworkerAssigned",
+                {"case_id": case.case_id, "caseworker_id": case.worker},
+                child,
+                ("cw", case.case_id),
+            )
             yield at_work(self.now + int(self.rng.expovariate(1 / mean)), self.rng)
 
     # --- measures ----------------------------------------------------------------------------------
@@ -903,7 +972,9 @@ class MunicipalityStream:
             if placement:
                 self.spawn(start, self._visits(child, case.case_id, m_id, start, end), child)
             if plan_after is not None and start + plan_after < end:
-                self.once(at_work(start + plan_after, self.rng), "ChildPlanMade", {"case_id": case.case_id}, child)
+                self.once(
+                    at_work(start + plan_after, self.rng), "ChildPlanMade", {"case_id": case.case_id}, child
+                )
             yield end
             nxt = self._next_measure(mtype, first_acute)
             if placement:
@@ -1040,6 +1111,7 @@ def _write(
                     if on_line is not None and count % 10_000 == 0:
                         on_line(count)
             results.append(result)
+            gc.collect()  # the collector is paused; what one municipality left goes now
         return results
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp, open_(out) as fh:
         # one municipality at a time into a spool file (memory: one simulation), then a merge by time
@@ -1052,6 +1124,8 @@ def _write(
                     spool.write(f"{t}\t{n}\t{line}\n")
             spools.append(path)
             results.append(stream.result)
+            del stream
+            gc.collect()  # the collector is paused; what one municipality left goes now
         readers = [open(path, encoding="utf-8", newline="\n") for path in spools]  # noqa: SIM115
         try:
             for _, _, _, line in heapq.merge(*(_spooled(i, r) for i, r in enumerate(readers))):

@@ -4,8 +4,8 @@
 The measures mirror `synth.targets`: notifier and severity shares of underretninger received in
 the period, underretninger per notified child and the share of children with two or more, the
 share assessed within 24 hours, the funnel of new children (first underretning in the first half
-of the period, none earlier in the stream), the caseload at the end, and the share of lines that
-arrive after a line with a later `occurred_at` (late / out of order).
+of the period, none earlier in the stream), the caseload at the end, and the share of the period's
+lines that arrive after a line with a later `occurred_at` (late / out of order).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ FAMILY_CODES = frozenset({"7", "13"})
 @dataclass
 class Stats:
     lines: int = 0
-    out_of_order: int = 0
+    period_lines: int = 0  # lines with occurred_at in the period
+    out_of_order: int = 0  # ... written after a line with a later occurred_at
     by_type: Counter[str] = field(default_factory=Counter)
     received: int = 0  # underretninger received in the period
     notifier: Counter[str] = field(default_factory=Counter)  # 7 and 13 counted as "family"
@@ -62,7 +63,7 @@ class Stats:
 
     @property
     def late_share(self) -> float:
-        return self.out_of_order / self.lines if self.lines else 0.0
+        return self.out_of_order / self.period_lines if self.period_lines else 0.0
 
     @property
     def caseload_mean(self) -> float:
@@ -81,7 +82,9 @@ class Stats:
             "repeat_child_share": round(self.repeat_share, 4),
             "assessed_within_24h": round(self.assessed_share, 4),
             "new_children": self.new_children,
-            "funnel": {k: round(self.funnel_share(k), 4) for k in ("case", "investigation", "measure", "placement")},
+            "funnel": {
+                k: round(self.funnel_share(k), 4) for k in ("case", "investigation", "measure", "placement")
+            },
             "caseworkers": len(self.caseloads),
             "caseload_mean": round(self.caseload_mean, 2),
             "caseload_min": min(self.caseloads, default=0),
@@ -113,8 +116,10 @@ def measure(lines: Iterable[str | dict[str, Any]], start: date, end: date) -> St
         rec = json.loads(item) if isinstance(item, str) else item
         st.lines += 1
         t = datetime.fromisoformat(rec["occurred_at"]).timestamp()
-        if t < max_seen:
-            st.out_of_order += 1
+        if t0 <= t < t1:
+            st.period_lines += 1
+            if t < max_seen:
+                st.out_of_order += 1
         max_seen = max(max_seen, t)
         rtype, m, d = rec["type"], rec["municipality"], rec["data"]
         st.by_type[rtype] += 1
@@ -191,8 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--years", type=int, default=1)
     args = p.parse_args(argv)
     start = date.fromisoformat(args.start)
-    end = start.replace(year=start.year + args.years) if not (start.month == 2 and start.day == 29) else (
-        start + timedelta(days=365 * args.years)
+    end = (
+        start.replace(year=start.year + args.years)
+        if not (start.month == 2 and start.day == 29)
+        else (start + timedelta(days=365 * args.years))
     )
     with open(args.file, encoding="utf-8") as fh:
         st = measure(fh, start, end)

@@ -61,7 +61,13 @@ SEVERITY_TOLERANCE: Final = 0.03
 # Underretninger per child over the child's whole "notification spell" (1 + repeats), the
 # gaps between them (exponential), chosen so that a 12-month period shows 1.79 per child.
 NOTIFICATIONS_PER_CHILD_DIST: Final[dict[int, float]] = {
-    1: 0.55, 2: 0.20, 3: 0.10, 4: 0.06, 5: 0.04, 6: 0.03, 8: 0.02
+    1: 0.55,
+    2: 0.20,
+    3: 0.10,
+    4: 0.06,
+    5: 0.04,
+    6: 0.03,
+    8: 0.02,
 }
 REPEAT_GAP_DAYS_MEAN: Final = 44.0
 REPEAT_CHILD_SHARE: Final = 0.40  # children with 2+ underretninger in the 12 months (DST UND2-like)
@@ -90,21 +96,19 @@ INVESTIGATION_ON_TIME: Final = 0.80  # completed within 4 months
 
 # Implied shares of new children (eventually; the tests allow for the period's end cutting some short):
 FUNNEL_CASE: Final = 1 - DECISION_SHARES["ingen_videre"]  # 0.50
-FUNNEL_INVESTIGATION: Final = (
+# new children who get a boernefaglig undersoegelse other than with an acute measure
+_INVESTIGATED: Final = (
     DECISION_SHARES["boernefaglig_undersoegelse"]
     + DECISION_SHARES["afdaekning"] * AFDAEKNING_TO_INVESTIGATION
-    + DECISION_SHARES["akut_indsats"]
-)  # 0.26
+)
+FUNNEL_INVESTIGATION: Final = _INVESTIGATED + DECISION_SHARES["akut_indsats"]  # 0.26
 FUNNEL_MEASURE: Final = (
-    (DECISION_SHARES["boernefaglig_undersoegelse"] + DECISION_SHARES["afdaekning"] * AFDAEKNING_TO_INVESTIGATION)
-    * INVESTIGATION_TO_MEASURE
+    _INVESTIGATED * INVESTIGATION_TO_MEASURE
     + DECISION_SHARES["afdaekning"] * AFDAEKNING_TO_EARLY_MEASURE
     + DECISION_SHARES["akut_indsats"]
 )  # 0.287
 FUNNEL_PLACEMENT: Final = (
-    (DECISION_SHARES["boernefaglig_undersoegelse"] + DECISION_SHARES["afdaekning"] * AFDAEKNING_TO_INVESTIGATION)
-    * INVESTIGATION_TO_MEASURE
-    * MEASURE_IS_PLACEMENT
+    _INVESTIGATED * INVESTIGATION_TO_MEASURE * MEASURE_IS_PLACEMENT
     + DECISION_SHARES["akut_indsats"] * ACUTE_IS_PLACEMENT
 )  # 0.050
 FUNNEL_TOLERANCE: Final[dict[str, float]] = {

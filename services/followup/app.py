@@ -63,7 +63,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker is not None:
                 worker.stop()
-            app.state.worker = None
             ops.close()
             engine.dispose()
 

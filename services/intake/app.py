@@ -87,7 +87,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.record_outcomes = outcomes
     app.state.intake.outcomes = outcomes
     ops.add_collector(observability.outbox_collector(engine, lambda: app.state.relay))
-    broker = observability.broker_probe(settings)
+    # The broker is this process's dependency only when it runs the relay: the outbox keeps intake
+    # accepting records while Kafka is away (a separate relay process, as in compose, catches up).
+    broker = observability.broker_probe(settings) if settings.run_relay else None
     if broker is not None:
         ops.on_close(broker.close)
     observability.add_ready_route(
@@ -149,8 +151,9 @@ class CountedIntakeService(IntakeService):
         finally:
             _writing_many.reset(token)
         if self.outcomes is not None:
-            for record, outcome in zip(records, written, strict=True):
-                self.outcomes.written(conn, _record_type(record), outcome)
+            self.outcomes.written_many(
+                conn, ((_record_type(r), o) for r, o in zip(records, written, strict=True))
+            )
         return written
 
 

@@ -218,7 +218,7 @@ class BulkImport:
         if self.on_progress:
             self.on_progress(self.summary)
 
-    def feed_lines(self, lines: list[tuple[int, bytes | None]]) -> None:
+    def feed_lines(self, lines: Sequence[tuple[int, bytes | None]]) -> None:
         for line_no, raw in lines:
             if self.add(line_no, raw):
                 self.flush()

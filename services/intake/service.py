@@ -28,11 +28,11 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, ContextManager, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -42,7 +42,7 @@ from services.intake.adapters.snapshot import ChunkView
 from services.intake.adapters.vault import Sealed, Vault
 from services.intake.config import Settings
 from services.intake.domain.cpr import ChildIdentity
-from services.intake.domain.decide import Reject, decide
+from services.intake.domain.decide import Accept, Reject, decide
 from services.intake.domain.records import (
     RecordBase,
     Rejection,
@@ -60,6 +60,7 @@ from shared.eventstore.store import (
     EventStore,
     NewEvent,
     StoredRecord,
+    new_event_id,
 )
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def conflict(record_id: str, position: int | None = None) -> Outcome:
 
 
 OnError = Callable[[int, Exception], Outcome]
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 class _Unplannable(Exception):
@@ -159,7 +161,9 @@ class IntakeService:
         )
         self.vault = Vault(settings.cpr_master_key)
         self._pseudonym_key = settings.cpr_pseudonym_key.encode()
+        self._content_mac = hmac.new(self._pseudonym_key, digestmod=hashlib.sha256)  # copied per use
         self._types = lru_cache(maxsize=256)(settings.measure_types)
+        self._group = _GroupCommit(self) if engine.dialect.name == "sqlite" else None
 
     # --- pure steps ---------------------------------------------------------------------------
 
@@ -173,10 +177,9 @@ class IntakeService:
 
     def content_hash(self, record: RecordBase) -> str:
         """Keyed hash of the record's canonical JSON: compares content without revealing a CPR."""
-        canonical = json.dumps(
-            canonical_content(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
-        return hmac.new(self._pseudonym_key, canonical.encode(), hashlib.sha256).hexdigest()
+        mac = self._content_mac.copy()
+        mac.update(_canonical_json(canonical_content(record)).encode())
+        return mac.hexdigest()
 
     def child(self, record: RecordBase) -> tuple[ChildRef, ChildIdentity] | None:
         child = child_of(record)
@@ -189,6 +192,22 @@ class IntakeService:
         return identity.to_ref(self._pseudonym_key).child_id
 
     # --- writing ------------------------------------------------------------------------------
+
+    def _envelope(
+        self, record: RecordBase, stream_id: str, version: int, decision: Accept, correlation_id: str | None
+    ) -> EventEnvelope:
+        """The event of an accepted record; its id is time-ordered (see `new_event_id`)."""
+        return EventEnvelope(
+            event_id=new_event_id(),
+            stream_id=stream_id,
+            version=version,
+            municipality=record.municipality,
+            record_id=record.record_id,
+            occurred_at=record.occurred_at,  # parsing demands an offset
+            recorded_at=self.clock(),
+            correlation_id=correlation_id or str(uuid.uuid4()),
+            payload=decision.payload,
+        )
 
     @staticmethod
     def _seen(prior: StoredRecord, content_hash: str, record_id: str) -> Outcome:
@@ -223,16 +242,7 @@ class IntakeService:
                         return Outcome.rejected(decision, record_id)
                     if decision.child_id != stream_child or stream_id is None:
                         raise ConcurrencyError("the record's stream changed while deciding")
-                    envelope = EventEnvelope.new(
-                        stream_id=stream_id,
-                        version=version + 1,
-                        municipality=municipality,
-                        record_id=record_id,
-                        occurred_at=record.occurred_at,
-                        payload=decision.payload,
-                        correlation_id=correlation_id,
-                        recorded_at=self.clock(),
-                    )
+                    envelope = self._envelope(record, stream_id, version + 1, decision, correlation_id)
                     stored = self.store.append(
                         conn, [envelope], expected_version=version, content_hash=content_hash
                     )[0]
@@ -271,14 +281,19 @@ class IntakeService:
         correlation_id: str | None = None,
         *,
         on_error: OnError | None = None,
+        correlation_ids: Sequence[str] | None = None,
     ) -> list[Outcome]:
         """Records -> one outcome each, in `conn`'s transaction: the outcomes `write` would give
         called for each record in this order, written with a few statements for the whole lot.
 
         `on_error(index, exc)` turns an unexpected error of one record (not of the database) into
         its outcome, so the others still go in; without it the error propagates.
+        `correlation_ids`: one per record (else `correlation_id` for all).
         """
         cid = correlation_id or str(uuid.uuid4())
+        cids = list(correlation_ids) if correlation_ids is not None else [cid] * len(records)
+        if len(cids) != len(records):
+            raise ValueError("write_many: one correlation id per record")
         outcomes: list[Outcome | None] = [None] * len(records)
         prepared: list[tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None]] = []
         for i, record in enumerate(records):
@@ -289,16 +304,21 @@ class IntakeService:
         if not prepared:
             return [o for o in outcomes if o is not None]
         try:
-            plan = self._plan(conn, prepared, outcomes, cid, on_error)
+            plan = self._plan(conn, prepared, outcomes, cids, on_error)
             with conn.begin_nested():
                 positions = self.store.append_many(conn, plan.events, expected_versions=plan.expected)
                 plan.changes.write(conn)
                 self.vault.store_many(conn, plan.sealed)
         except (_Unplannable, ConcurrencyError, DuplicateRecordError, IntegrityError) as exc:
-            log.info("intake: a chunk met a concurrent writer (%s); writing it record by record", type(exc).__name__)
-            return self._write_each(conn, records, cid, [i for i, *_ in prepared], outcomes, on_error)
+            log.info(
+                "intake: a chunk met a concurrent writer (%s); writing it record by record",
+                type(exc).__name__,
+            )
+            return self._write_each(conn, records, cids, [i for i, *_ in prepared], outcomes, on_error)
         at: dict[int, int] = {}
-        for line, item, change, position in zip(plan.lines, plan.events, plan.changed, positions, strict=True):
+        for line, item, change, position in zip(
+            plan.lines, plan.events, plan.changed, positions, strict=True
+        ):
             at[line] = position
             env = item.envelope
             outcomes[line] = Outcome(
@@ -317,7 +337,7 @@ class IntakeService:
         conn: Connection,
         prepared: list[tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None]],
         outcomes: list[Outcome | None],
-        correlation_id: str,
+        correlation_ids: list[str],
         on_error: OnError | None,
     ) -> _Plan:
         """Read the chunk's view, decide every record in order in memory, collect the writes."""
@@ -335,8 +355,8 @@ class IntakeService:
                 continue
             try:
                 child_ref = child[0] if child else None
-                stream_child = view.stream_child(m, record, child_ref)
-                decision = decide(record, view.state(m, record, child_ref, self.measure_types(m)))
+                stream_child, state = view.situation(m, record, child_ref, self.measure_types(m))
+                decision = decide(record, state)
                 if isinstance(decision, Reject):
                     outcomes[i] = Outcome.rejected(decision, record_id)
                     plan.rechecks.append(i)
@@ -347,16 +367,7 @@ class IntakeService:
                 version = view.version(stream_id)
                 if version is None:  # not read with the chunk (cannot happen): read it now
                     version = self.store.stream_version(conn, stream_id)
-                envelope = EventEnvelope.new(
-                    stream_id=stream_id,
-                    version=version + 1,
-                    municipality=m,
-                    record_id=record_id,
-                    occurred_at=record.occurred_at,
-                    payload=decision.payload,
-                    correlation_id=correlation_id,
-                    recorded_at=self.clock(),
-                )
+                envelope = self._envelope(record, stream_id, version + 1, decision, correlation_ids[i])
                 data_json = envelope.data_json()
                 new_child = child is not None and not view.child_known(m, child[0].child_id)
                 sealed = self.vault.seal(m, child[0].child_id, child[1]) if child and new_child else None
@@ -411,7 +422,7 @@ class IntakeService:
         self,
         conn: Connection,
         records: Sequence[RecordBase],
-        correlation_id: str,
+        correlation_ids: list[str],
         todo: list[int],
         outcomes: list[Outcome | None],
         on_error: OnError | None,
@@ -425,15 +436,101 @@ class IntakeService:
                 final.append(done)
                 continue
             try:
-                final.append(self.write(conn, record, correlation_id))
+                final.append(self.write(conn, record, correlation_ids[i]))
             except Exception as exc:
                 final.append(_failed(i, exc, on_error))
         return final
 
     def submit(self, record: RecordBase, correlation_id: str | None = None) -> Outcome:
-        """One record in its own transaction (retried whole after a deadlock)."""
+        """One record, committed when this returns (a transaction retried whole after a deadlock).
+
+        On SQLite, records submitted at the same time from several threads share a transaction
+        (group commit, `_GroupCommit`); alone, a record has its own.
+        """
         cid = correlation_id or str(uuid.uuid4())
+        if self._group is not None:
+            return self._group.submit(record, cid)
         return in_transaction(self.engine, lambda conn: self.write(conn, record, cid))
+
+
+@dataclass(slots=True)
+class _Waiting:
+    record: RecordBase
+    correlation_id: str
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class _GroupCommit:
+    """Group commit of concurrent `submit`s on SQLite.
+
+    SQLite has one writer at a time, so concurrent requests queue for the write lock anyway, and
+    each then pays a whole transaction of a dozen statements for one record. Here a request puts its
+    record in a queue and waits for the writer's turn; whoever gets the turn writes everything
+    queued by then (up to `max_batch`) with `write_many` in one transaction and hands every waiting
+    request its own outcome, which is what `write` would have given in that order. A request that
+    finds the queue with only its own record uses `write`, as before. A record that fails for a
+    reason of its own (not the database's) fails alone: its request gets the error.
+    """
+
+    def __init__(self, service: IntakeService, max_batch: int = 256) -> None:
+        self.service = service
+        self.max_batch = max_batch
+        self._queue: list[_Waiting] = []
+        self._queue_lock = threading.Lock()
+        self._turn = threading.Lock()
+
+    def submit(self, record: RecordBase, correlation_id: str) -> Outcome:
+        me = _Waiting(record, correlation_id)
+        with self._queue_lock:
+            self._queue.append(me)
+        while not me.done:
+            with self._turn:
+                if me.done:
+                    break
+                with self._queue_lock:
+                    batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                self._run(batch)
+        if me.error is not None:
+            raise me.error
+        assert me.outcome is not None
+        return me.outcome
+
+    def _run(self, batch: list[_Waiting]) -> None:
+        service = self.service
+        errors: dict[int, BaseException] = {}
+
+        def capture(index: int, exc: Exception) -> Outcome:
+            errors[index] = exc
+            return Outcome(
+                "busy", batch[index].record.record_id, reason="record: internal error", field="record"
+            )
+
+        try:
+            if len(batch) == 1:
+                only = batch[0]
+                outcomes = [
+                    in_transaction(
+                        service.engine, lambda conn: service.write(conn, only.record, only.correlation_id)
+                    )
+                ]
+            else:
+                records = [w.record for w in batch]
+                cids = [w.correlation_id for w in batch]
+                outcomes = in_transaction(
+                    service.engine,
+                    lambda conn: service.write_many(conn, records, correlation_ids=cids, on_error=capture),
+                )
+            for index, (waiting, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+                waiting.outcome = outcome
+                waiting.error = errors.get(index)
+        except BaseException as exc:  # the transaction failed: every request of it gets the error
+            for waiting in batch:
+                waiting.error = exc
+        finally:
+            for waiting in batch:
+                waiting.done = True
 
 
 def _failed(index: int, exc: Exception, on_error: OnError | None) -> Outcome:
@@ -457,7 +554,7 @@ _SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.Wea
 _SQLITE_WRITERS_GUARD = threading.Lock()
 
 
-def writer_turn(engine: Engine) -> ContextManager[object]:
+def writer_turn(engine: Engine) -> AbstractContextManager[object]:
     """On SQLite, one writing transaction of this process at a time, queued on a lock.
 
     SQLite has one writer per database anyway (`BEGIN IMMEDIATE`), and a writer that finds the

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -222,16 +222,13 @@ def project_child(
     for occurred_at, _recorded_at, _event_id, env in keyed:
         facts.add(occurred_at, env.payload)
 
-    cases_partial = _build_cases(facts, municipality, child_id, profile_lookup)
-    underretninger = _build_underretninger(facts, cases_partial)
+    spans = _case_spans(facts)
+    underretninger = _build_underretninger(facts, spans)
     by_case: defaultdict[str, list[str]] = defaultdict(list)
     for u in sorted(underretninger.values(), key=lambda u: (u.received_at, u.underretning_id)):
         if u.case_id is not None:
             by_case[u.case_id].append(u.underretning_id)
-    cases = {
-        cid: replace(case, underretning_ids=tuple(by_case.get(cid, ())))
-        for cid, case in cases_partial.items()
-    }
+    cases = _build_cases(facts, spans, by_case, municipality, child_id, profile_lookup)
 
     deadlines: list[Deadline] = []
     for u in underretninger.values():
@@ -251,8 +248,26 @@ def project_child(
     )
 
 
+CaseSpan = tuple[datetime | None, datetime | None]
+"""(opened_at, closed_at) of a case."""
+
+
+def _case_spans(facts: _Facts) -> dict[str, CaseSpan]:
+    spans: dict[str, CaseSpan] = {}
+    for case_id in facts.case_ids:
+        opened = facts.opened.get(case_id)
+        opened_at = opened[0] if opened else None
+        spans[case_id] = (opened_at, _first_at_or_after(facts.closed.get(case_id, ()), opened_at))
+    return spans
+
+
 def _build_cases(
-    facts: _Facts, municipality: str, child_id: str, profile_lookup: ProfileLookup
+    facts: _Facts,
+    spans: Mapping[str, CaseSpan],
+    underretning_ids: Mapping[str, list[str]],
+    municipality: str,
+    child_id: str,
+    profile_lookup: ProfileLookup,
 ) -> dict[str, Case]:
     measures_by_case: defaultdict[str, list[Measure]] = defaultdict(list)
     for measure_id, (started_at, started) in facts.measure_started.items():
@@ -261,9 +276,8 @@ def _build_cases(
         )
 
     cases: dict[str, Case] = {}
-    for case_id in facts.case_ids:
+    for case_id, (opened_at, closed_at) in spans.items():
         opened = facts.opened.get(case_id)
-        opened_at = opened[0] if opened else None
         team_id = opened[1].team_id if opened else None
         if team_id is None:  # no CaseOpened (yet): the team of an underretning naming the case
             team_id = next(
@@ -276,8 +290,9 @@ def _build_cases(
             child_id=child_id,
             team_id=team_id,
             opened_at=opened_at,
-            closed_at=_first_at_or_after(facts.closed.get(case_id, ()), opened_at),
+            closed_at=closed_at,
             opened_for_underretning_id=opened[1].underretning_id if opened else None,
+            underretning_ids=tuple(underretning_ids.get(case_id, ())),
             assignments=_build_assignments(facts.assigned.get(case_id, [])),
             investigations=_build_investigations(
                 facts.inv_started.get(case_id, []), facts.inv_completed.get(case_id, [])
@@ -392,7 +407,7 @@ def _build_measure(
     )
 
 
-def _build_underretninger(facts: _Facts, cases: Mapping[str, Case]) -> dict[str, Underretning]:
+def _build_underretninger(facts: _Facts, spans: Mapping[str, CaseSpan]) -> dict[str, Underretning]:
     """Spec section 3: its own `case_id`; else the case whose `CaseOpened` names it; else the
     child's case open when it is received; else none (yet)."""
     named_by_opening: dict[str, tuple[datetime, str]] = {}
@@ -409,9 +424,11 @@ def _build_underretninger(facts: _Facts, cases: Mapping[str, Case]) -> dict[str,
             case_id = named_by_opening[uid][1]
         if case_id is None:
             open_then = sorted(
-                (c.opened_at, c.case_id)
-                for c in cases.values()
-                if c.opened_at is not None and c.is_open_at(received_at)
+                (opened_at, cid)
+                for cid, (opened_at, closed_at) in spans.items()
+                if opened_at is not None
+                and opened_at <= received_at
+                and (closed_at is None or closed_at > received_at)
             )
             case_id = open_then[-1][1] if open_then else None
         assessed = facts.assessed.get(uid)

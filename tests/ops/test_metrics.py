@@ -6,6 +6,7 @@ overdue-deadlines gauge against the worklists."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +14,21 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
 from services.followup.app import create_app as followup_app
 from services.followup.config import Settings as FollowupSettings
+from services.followup.projection import FollowupProjection
 from services.intake.app import create_app as intake_app
 from services.intake.config import Settings as IntakeSettings
+from shared.db import make_engine
+from shared.eventstore.schema import metadata as store_metadata
+from shared.messaging.runner import ProjectionWorker
 from shared.messaging.schema import dead_letters
+from shared.observability import serve_worker_metrics
 from tests.e2e.stack import Stack, running_stack
+from tests.infra.ports import free_port
 from tests.ops.support import by_label, eventually, scrape, total, values
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "examples" / "records.ndjson"
@@ -269,3 +277,31 @@ def test_every_app_has_its_own_registry(tmp_path: Path) -> None:
         # unknown paths share one label value: no unbounded cardinality
         assert total(samples, "http_requests_total", route="<unmatched>", status="404") == 1
         assert values(samples, "service_info", service="intake", transport="sql") == [1]
+
+
+def test_a_worker_only_process_serves_its_metrics(tmp_path: Path) -> None:
+    settings = FollowupSettings(
+        database_url=f"sqlite:///{tmp_path / 'f.db'}",
+        event_store_url=f"sqlite:///{tmp_path / 's.db'}",
+        run_worker=False,
+    )
+    store_metadata.create_all(make_engine(settings.event_store_url))
+    worker = ProjectionWorker(FollowupProjection(settings), settings)
+    worker.ensure_schema()
+    worker.drain(timeout=30)
+    port = free_port()
+    stop = serve_worker_metrics("followup", settings, worker, port)
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        stop()
+        worker.stop()
+    samples = {
+        (s.name, s.labels.get("projection")): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    assert samples[("projection_worker_in_process", "followup")] == 1
+    assert samples[("projection_assigned", "followup")] == 1
+    assert samples[("projection_lag_events", "followup")] == 0
+    assert samples[("projection_events_processed_total", "followup")] == 0

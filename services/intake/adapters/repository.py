@@ -138,12 +138,15 @@ def load_state(
 
 # --- the lookup tables as a whole chunk sees them (bulk import) -------------------------------------
 
-_CASES = select(cases).where(cases.c.municipality == _M, cases.c.case_id.in_(bindparam("ids", expanding=True)))
+_CASES = select(cases).where(
+    cases.c.municipality == _M, cases.c.case_id.in_(bindparam("ids", expanding=True))
+)
 _MEASURES = select(measures).where(
     measures.c.municipality == _M, measures.c.measure_id.in_(bindparam("ids", expanding=True))
 )
 _UNDERRETNINGER = select(underretninger).where(
-    underretninger.c.municipality == _M, underretninger.c.underretning_id.in_(bindparam("ids", expanding=True))
+    underretninger.c.municipality == _M,
+    underretninger.c.underretning_id.in_(bindparam("ids", expanding=True)),
 )
 _CHILDREN_CASES = select(cases).where(
     cases.c.municipality == _M, cases.c.child_id.in_(bindparam("ids", expanding=True))
@@ -177,7 +180,9 @@ def _underretning_info(row: Any) -> UnderretningInfo:
 def cases_by_id(conn: Connection, municipality: str, case_ids: Iterable[str]) -> dict[str, CaseInfo]:
     out: dict[str, CaseInfo] = {}
     for piece in pieces(case_ids):
-        out.update((r.case_id, _case_info(r)) for r in conn.execute(_CASES, {"m": municipality, "ids": piece}))
+        out.update(
+            (r.case_id, _case_info(r)) for r in conn.execute(_CASES, {"m": municipality, "ids": piece})
+        )
     return out
 
 

@@ -115,43 +115,43 @@ class ChunkView:
     def seen(self, municipality: str, record_id: str) -> Seen | None:
         return self.records.get((municipality, record_id))
 
-    def stream_child(self, municipality: str, record: RecordBase, child: ChildRef | None) -> str | None:
-        """As `repository.stream_child`, on this view."""
-        if child is not None:
-            return child.child_id
-        case_id, _, underretning_id = repo.refs(record)
-        if underretning_id is not None:
-            u = self.underretninger.get((municipality, underretning_id))
-            if u is not None or case_id is None:
-                return u.child_id if u is not None else None
-        if case_id is not None:
-            case = self.cases.get((municipality, case_id))
-            return case.child_id if case is not None else None
-        return None
-
-    def state(
+    def situation(
         self,
         municipality: str,
         record: RecordBase,
         child: ChildRef | None,
         measure_types: Mapping[str, MeasureType],
-    ) -> State:
-        """As `repository.load_state`, on this view."""
+    ) -> tuple[str | None, State]:
+        """What `write` reads for the record, on this view: the child whose stream the record's event
+        goes to (as `repository.stream_child`) and the state to decide on (`repository.load_state`)."""
+        m = municipality
         case_id, measure_id, underretning_id = repo.refs(record)
+        case = self.cases.get((m, case_id)) if case_id else None
+        u = self.underretninger.get((m, underretning_id)) if underretning_id else None
+        stream_child: str | None
+        if child is not None:
+            stream_child = child.child_id
+        elif underretning_id is not None and (u is not None or case_id is None):
+            stream_child = u.child_id if u is not None else None
+        elif case_id is not None:
+            stream_child = case.child_id if case is not None else None
+        else:
+            stream_child = None
         child_cases: tuple[CaseInfo, ...] = ()
         if child is not None and isinstance(record, CaseOpenedRecord):
-            ids = self.child_cases[(municipality, child.child_id)]
+            ids = self.child_cases[(m, child.child_id)]
             child_cases = tuple(
-                sorted((self.cases[(municipality, c)] for c in ids), key=lambda c: (c.opened_at, c.case_id))
+                sorted((self.cases[(m, c)] for c in ids), key=lambda c: (c.opened_at, c.case_id))
             )
-        return State(
+        state = State(
             child=child,
-            case=self.cases.get((municipality, case_id)) if case_id else None,
-            measure=self.measures.get((municipality, measure_id)) if measure_id else None,
-            underretning=self.underretninger.get((municipality, underretning_id)) if underretning_id else None,
+            case=case,
+            measure=self.measures.get((m, measure_id)) if measure_id else None,
+            underretning=u,
             child_cases=child_cases,
             measure_types=measure_types,
         )
+        return stream_child, state
 
     def version(self, stream_id: str) -> int | None:
         return self.versions.get(stream_id)

@@ -113,7 +113,12 @@ class Vault:
                 "created_at": datetime.now(UTC).isoformat(),
                 "forgotten": False,
             },
-            key={"municipality": municipality, "child_id": child_id, "nonce": key_nonce, "wrapped_key": wrapped},
+            key={
+                "municipality": municipality,
+                "child_id": child_id,
+                "nonce": key_nonce,
+                "wrapped_key": wrapped,
+            },
         )
 
     @staticmethod

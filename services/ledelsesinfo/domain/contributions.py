@@ -136,14 +136,15 @@ def caseworker_segments(
 class _Acc:
     def __init__(self) -> None:
         self.data: defaultdict[Bucket, int] = defaultdict(int)
-        self._days: dict[datetime, date] = {}  # local date of each instant seen (a child reuses them)
+        self._periods: dict[datetime, tuple[int, int]] = {}  # instant -> (week, month); a child reuses them
 
     def index(self, kind: PeriodKind, at: datetime) -> int:
-        """`period_index(kind, at)`, with the instant's local date computed once per child."""
-        day = self._days.get(at)
-        if day is None:
-            day = self._days[at] = local_date(at)
-        return date_index(kind, day)
+        """`period_index(kind, at)`, computed once per instant and child."""
+        periods = self._periods.get(at)
+        if periods is None:
+            day = local_date(at)
+            periods = self._periods[at] = (date_index(WEEK, day), date_index(MONTH, day))
+        return periods[0] if kind == WEEK else periods[1]
 
     def add(self, mode: Mode, kind: PeriodKind, index: int, team: str | None, cw: str | None,
             bucket: str, key: str, value: int) -> None:
@@ -233,8 +234,10 @@ def _share(acc: _Acc, kinds: Sequence[PeriodKind], started: datetime, due: datet
 
 
 def _assignments(pic: ChildPicture, case_id: str | None) -> Assignments:
+    """The caseworker history of the case, once its `CaseOpened` is known (before that the case is
+    held by nobody in the figures; intake guarantees the opening exists, it may just arrive later)."""
     case = pic.cases.get(case_id) if case_id is not None else None
-    return case.assignments if case is not None else ()
+    return case.assignments if case is not None and case.opened_at is not None else ()
 
 
 def _underretninger(acc: _Acc, pic: ChildPicture) -> None:
@@ -265,10 +268,11 @@ def _underretninger(acc: _Acc, pic: ChildPicture) -> None:
 
 def _investigations(acc: _Acc, case: Case) -> None:
     team = case.team_id
+    cws = case.assignments if case.opened_at is not None else ()
     for inv in case.investigations:
         if inv.kind != BFU or inv.completed_at is None:
             continue
-        cw = case.caseworker_at(inv.completed_at)
+        cw = caseworker_at(cws, inv.completed_at)
         acc.point(W, inv.completed_at, team, cw, "investigations_completed", "")
         if inv.started_at is None:
             continue  # a completion whose start is unknown: no duration, no on-time judgement
@@ -429,7 +433,9 @@ def _waitlists(acc: _Acc, pic: ChildPicture) -> None:
 
 
 def _repeat_notifications(acc: _Acc, pic: ChildPicture) -> None:
-    received = sorted(((date_index(MONTH, local_date(u.received_at)), u.received_at, u.team_id)
+    if len(pic.underretninger) < 2:
+        return  # one underretning is never a repeat
+    received = sorted(((acc.index(MONTH, u.received_at), u.received_at, u.team_id)
                        for u in pic.underretninger.values()), key=lambda r: r[1])
     candidates = {m + k for m, _, _ in received for k in range(12)}
     items: list[tuple[int, str | None]] = []

@@ -145,7 +145,8 @@ def period_name(kind: PeriodKind, index: int) -> str:
 def period_first_date(kind: PeriodKind, index: int) -> date:
     if kind == WEEK:
         return _EPOCH_MONDAY + timedelta(weeks=index)
-    return first_date_of_month(month_from_index(index))
+    year, month0 = divmod(index, 12)
+    return date(1970 + year, month0 + 1, 1)
 
 
 def period_last_date(kind: PeriodKind, index: int) -> date:
