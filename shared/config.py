@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import sys
+from typing import Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
@@ -63,3 +64,17 @@ class ServiceSettings(BaseSettings):
         if self.auth_jwt_algorithm == "RS256" and not self.auth_jwt_public_key:
             raise ValueError("AUTH_JWT_PUBLIC_KEY is required when AUTH_JWT_ALGORITHM=RS256")
         return self
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(cls: type[S], service: str) -> S:
+    """Settings from the environment, or one clear line per problem and exit code 2 (no traceback)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            print(f"{service}: refusing to start: {where}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

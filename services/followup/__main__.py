@@ -57,12 +57,19 @@ def cmd_work(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker = ProjectionWorker(FollowupProjection(settings), settings)
+    stop_metrics = None
+    if settings.worker_metrics_port:
+        from shared.observability import serve_worker_metrics
+
+        stop_metrics = serve_worker_metrics("followup", settings, worker, settings.worker_metrics_port)
     worker.start()
     print("followup: projection worker running", file=sys.stderr)
     try:
         stop.wait()
     finally:
         worker.stop()
+        if stop_metrics is not None:
+            stop_metrics()
     print(f"followup: worker stopped after {worker.processed} events", file=sys.stderr)
     return 0
 
@@ -91,7 +98,9 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     parser.add_argument("command", choices=sorted(COMMANDS))
     args = parser.parse_args(argv)
     if settings is None:
-        settings = Settings()  # type: ignore[call-arg]  # read from the environment
+        from shared.config import load_settings
+
+        settings = load_settings(Settings, "followup")
         from shared.logs import configure_logging
 
         configure_logging("followup", settings.log_level)

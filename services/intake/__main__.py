@@ -36,7 +36,9 @@ MAX_SHOWN_REJECTIONS = 20
 
 
 def _settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]  # read from the environment
+    from shared.config import load_settings
+
+    return load_settings(Settings, "intake")
 
 
 def _engine(settings: Settings) -> Any:
@@ -62,7 +64,11 @@ def cmd_serve(settings: Settings) -> int:
     from services.intake.app import create_app
 
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower()
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep the JSON logging of shared.logs
     )
     return 0
 
@@ -279,11 +285,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from shared.logs import configure_logging
+
+    configure_logging("intake", settings.log_level)
     if args.command in ("import", "forget") and (
         len(args.municipality) != 3 or not args.municipality.isdigit()
     ):

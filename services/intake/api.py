@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.background import BackgroundTask
 
 from services.intake.adapters import repository as repo
@@ -108,6 +109,46 @@ class _TooLarge(Exception):
     pass
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+def _unavailable(what: str) -> JSONResponse:
+    """503 with Retry-After: the event store is not reachable; nothing was stored, send again later."""
+    return JSONResponse(
+        status_code=503,
+        content={
+            "status": "busy",
+            "record_id": None,
+            "reason": f"{what}: the event store is not reachable right now; nothing was stored, send again",
+            "field": None,
+        },
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _database_down(exc: BaseException) -> bool:
+    """A lost or refused database connection (not a bug in a statement)."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    )
+
+
+def _has_nul(obj: Any) -> bool:
+    """True if any key or string value holds a NUL character (PostgreSQL text cannot store one)."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -140,7 +181,10 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         409: {"model": RecordRefused, "description": "Conflict: record_id seen before with other content"},
         413: {"model": RecordRefused, "description": "Body too large"},
         422: {"model": RecordRefused, "description": "Rejected: which field and why"},
-        503: {"model": RecordRefused, "description": "Busy: concurrent writers; send again"},
+        503: {
+            "model": RecordRefused,
+            "description": "Busy: concurrent writers, or the event store unreachable; send again (Retry-After)",
+        },
     },
 )
 async def post_record(request: Request, principal: CurrentPrincipal) -> JSONResponse:
@@ -162,12 +206,22 @@ async def post_record(request: Request, principal: CurrentPrincipal) -> JSONResp
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         return _refused(422, f"body: not valid JSON ({exc.msg} at {where})", "body")
+    except (ValueError, RecursionError):  # an integer of thousands of digits, nesting thousands deep
+        return _refused(422, "body: JSON nested too deep or with a number too long to read", "body")
+    if _has_nul(obj):
+        return _refused(422, "body: text may not contain NUL characters (\\u0000)", "body")
     service = _service(request)
     parsed = service.parse(obj)
     if isinstance(parsed, Rejection):
         return _refused(422, parsed.reason, parsed.field, parsed.record_id)
     authorize_scope(principal, parsed.municipality, purpose="write")
-    outcome: Outcome = await run_in_threadpool(service.submit, parsed, _correlation_id(request))
+    try:
+        outcome: Outcome = await run_in_threadpool(service.submit, parsed, _correlation_id(request))
+    except DBAPIError as exc:
+        if not _database_down(exc):
+            raise
+        log.warning("intake: event store not reachable: %s", type(exc).__name__)
+        return _unavailable("record")
     log.info("intake: record %s %s (%s)", outcome.record_id, outcome.status, type(parsed).__name__)
     headers = {"Retry-After": "1"} if outcome.status == "busy" else None
     return JSONResponse(
@@ -187,9 +241,16 @@ async def post_record(request: Request, principal: CurrentPrincipal) -> JSONResp
         "retried after the end. Re-sending the same file reports every line as `duplicate`."
     ),
     response_model=BulkResult,
-    responses={200: {"description": "Per-line results in line order"}},
+    responses={
+        200: {"description": "Per-line results in line order"},
+        503: {
+            "model": RecordRefused,
+            "description": "The event store is not reachable: chunks committed before stay (re-sending "
+            "reports them as duplicate); send the file again later",
+        },
+    },
 )
-async def post_bulk(request: Request, principal: CurrentPrincipal) -> StreamingResponse:
+async def post_bulk(request: Request, principal: CurrentPrincipal) -> StreamingResponse | JSONResponse:
     authorize_scope(principal, principal.municipality, purpose="write")
     settings = _settings(request)
     importer = BulkImport(_service(request), principal.municipality, correlation_id=_correlation_id(request))
@@ -205,6 +266,12 @@ async def post_bulk(request: Request, principal: CurrentPrincipal) -> StreamingR
                 await run_in_threadpool(importer.flush)
         summary = await run_in_threadpool(importer.finish)
         tally.finish(summary.rejected)  # metrics
+    except DBAPIError as exc:
+        importer.close()
+        if not _database_down(exc):
+            raise
+        log.warning("intake: event store not reachable during a bulk import: %s", type(exc).__name__)
+        return _unavailable("bulk")
     except BaseException:
         importer.close()
         raise

@@ -53,12 +53,6 @@ def serve(settings: Settings) -> None:
 
     from services.ledelsesinfo.app import create_app
 
-    try:
-        from shared.logs import configure_logging
-
-        configure_logging("ledelsesinfo", settings.log_level)
-    except ImportError:  # pragma: no cover
-        pass
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
 
 
@@ -69,9 +63,16 @@ def work(settings: Settings) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    stop_metrics = None
+    if settings.worker_metrics_port:
+        from shared.observability import serve_worker_metrics
+
+        stop_metrics = serve_worker_metrics("ledelsesinfo", settings, worker, settings.worker_metrics_port)
     worker.start()
     stop.wait()
     worker.stop()
+    if stop_metrics is not None:
+        stop_metrics()
 
 
 def replay(settings: Settings) -> int:
@@ -100,7 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     lp = sub.add_parser("load-population", help="CSV with municipality,year,children")
     lp.add_argument("file")
     args = parser.parse_args(argv)
-    settings = Settings()  # type: ignore[call-arg]  # from the environment
+    from shared.config import load_settings
+    from shared.logs import configure_logging
+
+    settings = load_settings(Settings, "ledelsesinfo")
+    configure_logging("ledelsesinfo", settings.log_level)
     if args.command == "migrate":
         migrate(settings)
     elif args.command == "serve":

@@ -27,7 +27,7 @@ deadlines (which §6.1 defines over "those received in the week"), count for the
 `team_id`; `overdue_deadlines` counts for the deadline's responsible team as the worklist shows it
 (its case's team, else the underretning's); everything else for its case's team. A caseworker is
 the one holding the case at the instant in question (at the event for event figures, at the
-period's end for state figures).
+period's end for state figures); a case whose `CaseOpened` has not arrived yet is held by nobody.
 
 Conventions: a fact holds on the half-open interval [start, end) of instants. A case closing ends
 its measures and waiting-list stays for the figures (a closed case runs nothing).
