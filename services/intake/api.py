@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -133,6 +134,15 @@ def _database_down(exc: BaseException) -> bool:
     )
 
 
+def _representable(moment: datetime) -> bool:
+    """An aware time that also exists in UTC (0001-01-01T00:30+01:00 does not)."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 def _has_nul(obj: Any) -> bool:
     """True if any key or string value holds a NUL character (PostgreSQL text cannot store one)."""
     stack = [obj]
@@ -214,6 +224,10 @@ async def post_record(request: Request, principal: CurrentPrincipal) -> JSONResp
     parsed = service.parse(obj)
     if isinstance(parsed, Rejection):
         return _refused(422, parsed.reason, parsed.field, parsed.record_id)
+    if not _representable(parsed.occurred_at):
+        return _refused(
+            422, "occurred_at: out of range (before year 1 in UTC)", "occurred_at", parsed.record_id
+        )
     authorize_scope(principal, parsed.municipality, purpose="write")
     try:
         outcome: Outcome = await run_in_threadpool(service.submit, parsed, _correlation_id(request))

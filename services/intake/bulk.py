@@ -37,7 +37,17 @@ log = logging.getLogger(__name__)
 
 OVERSIZE = None
 SPOOL_BYTES = 8 * 1024 * 1024
+RESPONSE_BLOCK_BYTES = 64 * 1024
 _HEADER = struct.Struct(">QI")
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # as json.dumps(doc, ensure_ascii=False)
+_LINE_PREFIX = b'{"line": '
+
+
+def _line_of(encoded: bytes) -> int:
+    """The line number of a spooled result (its JSON starts with it: see `_result`)."""
+    if not encoded.startswith(_LINE_PREFIX):
+        raise ValueError("a spooled result does not start with its line number")
+    return int(encoded[len(_LINE_PREFIX) : encoded.index(b",", len(_LINE_PREFIX))])
 
 
 class LineSplitter:
@@ -211,7 +221,7 @@ class BulkImport:
                 continue
             doc = _result(line_no, outcome)
             self._count(doc)
-            self._results.write(json.dumps(doc, ensure_ascii=False).encode() + b"\n")
+            self._results.write(_encode(doc).encode() + b"\n")
         for line_no, raw in defer:
             self._deferred.add(line_no, raw)
         self.summary.lines += len(batch)
@@ -381,28 +391,38 @@ class BulkImport:
 
     def results(self) -> Iterator[dict[str, Any]]:
         """Every line's result, in line order."""
+        for encoded in self._encoded_results():
+            yield json.loads(encoded)
+
+    def _encoded_results(self) -> Iterator[bytes]:
+        """Every line's result as its JSON (as spooled, not decoded and encoded again), in line order."""
         if not self._finished:
             raise RuntimeError("finish() the import first")
         self._results.seek(0)
 
-        def in_order() -> Iterator[tuple[int, dict[str, Any]]]:
+        def in_order() -> Iterator[tuple[int, bytes]]:
             for raw in self._results:
-                doc = json.loads(raw)
-                yield doc["line"], doc
+                yield _line_of(raw), raw.rstrip(b"\n")
 
-        late = iter(sorted(self._late.items()))
-        for _, doc in heapq.merge(in_order(), late, key=lambda item: item[0]):
-            yield doc
+        late = ((line_no, _encode(doc).encode()) for line_no, doc in sorted(self._late.items()))
+        for _, encoded in heapq.merge(in_order(), late, key=lambda item: item[0]):
+            yield encoded
 
-    def iter_json(self) -> Iterator[bytes]:
-        """The HTTP answer, streamed: counts first, then `results` line by line."""
+    def iter_json(self, block_bytes: int = RESPONSE_BLOCK_BYTES) -> Iterator[bytes]:
+        """The HTTP answer, streamed: counts first, then `results` line by line, in blocks of about
+        `block_bytes` (a server iterates a sync generator in a thread pool, one hop per block)."""
         head = dict(self.summary.as_dict())
-        yield json.dumps(head)[:-1].encode() + b', "results": ['
-        first = True
-        for doc in self.results():
-            yield (b"" if first else b",") + b"\n" + json.dumps(doc, ensure_ascii=False).encode()
-            first = False
-        yield b"\n]}\n"
+        block = bytearray(json.dumps(head)[:-1].encode() + b', "results": [')
+        separator = b"\n"
+        for encoded in self._encoded_results():
+            block += separator
+            block += encoded
+            separator = b",\n"
+            if len(block) >= block_bytes:
+                yield bytes(block)
+                block.clear()
+        block += b"\n]}\n"
+        yield bytes(block)
 
     def close(self) -> None:
         self._results.close()

@@ -52,7 +52,8 @@ def _now(request: Request) -> datetime:
 
 
 def _bad_request(detail: str) -> HTTPException:
-    return HTTPException(status_code=422, detail=detail)
+    # the documented 422 shape (FastAPI's HTTPValidationError): a list of {loc, msg, type}
+    return HTTPException(status_code=422, detail=[{"type": "value_error", "loc": ["query"], "msg": detail}])
 
 
 def _resolve_scope(conn: Connection, principal: Principal, municipality: str, team_id: str | None,

@@ -571,3 +571,23 @@ def test_the_content_hash_is_what_earlier_versions_stored(service: IntakeService
             canonical_content(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )
         assert service.content_hash(record) == hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def test_the_streamed_answer_does_not_depend_on_its_blocks(tmp_path: Path) -> None:
+    records = [r for i in range(5) for r in family(i)]
+    body = lines_of(records[::-1] + [POOL[0], POOL[0]]) + [(99, b"{broken")]
+    settings = make_settings(tmp_path)
+    engine = make_engine(settings.event_store_url)
+    create_tables(engine)
+    importer = BulkImport(IntakeService(engine, settings, clock=clock), "751", chunk_lines=7)
+    importer.feed_lines(body)
+    importer.finish()
+    small = list(importer.iter_json(block_bytes=1))
+    large = list(importer.iter_json(block_bytes=10**9))
+    doc = json.loads(b"".join(large))
+    assert b"".join(small) == b"".join(large) and len(large) == 1 and len(small) > len(body)
+    assert doc["results"] == list(importer.results())
+    assert [r["line"] for r in doc["results"]] == [n for n, _ in body]
+    assert (doc["accepted"], doc["duplicate"], doc["rejected"]) == (len(records) + 1, 1, 1)
+    importer.close()
+    engine.dispose()
