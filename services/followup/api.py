@@ -53,7 +53,10 @@ CaseworkerQ = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 def _unprocessable(detail: str) -> HTTPException:
     # the documented 422 shape (FastAPI's HTTPValidationError): a list of {loc, msg, type}
-    return HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{"type": "value_error", "loc": ["query"], "msg": detail}])
+    return HTTPException(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"type": "value_error", "loc": ["query"], "msg": detail}],
+    )
 
 
 def parse_at(raw: str | None) -> datetime:

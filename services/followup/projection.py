@@ -105,17 +105,7 @@ class FollowupProjection:
             known.update(
                 conn.execute(select(fu_events.c.event_id).where(fu_events.c.event_id.in_(chunk))).scalars()
             )
-        rows = [
-            {
-                "event_id": env.event_id,
-                "stream_id": env.stream_id,
-                "municipality": env.municipality,
-                "occurred_at": as_utc(env.occurred_at),
-                "body": json.dumps(env.to_wire(), separators=(",", ":"), ensure_ascii=False),
-            }
-            for eid, env in batch.items()
-            if eid not in known
-        ]
+        rows = [_event_row(env) for eid, env in batch.items() if eid not in known]
         if rows:
             conn.execute(insert(fu_events), rows)
         touched = {env.stream_id for env in batch.values()}
@@ -125,6 +115,17 @@ class FollowupProjection:
         backlog = self._dirty(conn, CHUNK)
         self.reproject(conn, touched | set(backlog))
         self._clear_dirty(conn, [*backlog, *touched] if backlog else [])
+
+    def rebuild_children(self, conn: Connection, children: Sequence[Sequence[EventEnvelope]]) -> None:
+        """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
+        the complete set of one child's events, none of them stored yet. Stores them and derives
+        each child once, the same rows `apply` would give."""
+        children = [envs for envs in children if envs]
+        if not children:
+            return
+        conn.execute(insert(fu_events), [_event_row(env) for envs in children for env in envs])
+        by_stream = {envs[0].stream_id: list(envs) for envs in children}
+        self._derive(conn, sorted(by_stream), by_stream, replace=False)
 
     def flush(self, engine: Engine, chunk: int = CHUNK) -> int:
         """Derive every child marked in deferred mode, one transaction per `chunk` children."""
@@ -188,6 +189,12 @@ class FollowupProjection:
         if not streams:
             return 0
         by_stream = self.load_events(conn, streams)
+        self._derive(conn, streams, by_stream, replace=True)
+        return len(streams)
+
+    def _derive(
+        self, conn: Connection, streams: list[str], by_stream: dict[str, list[EventEnvelope]], *, replace: bool
+    ) -> None:
         municipalities = {events[0].municipality for events in by_stream.values() if events}
         lookup = self.timeline(conn, municipalities).lookup()
         case_rows: list[dict[str, Any]] = []
@@ -199,16 +206,16 @@ class FollowupProjection:
                 continue
             picture = project_child(events, lookup, self.settings)
             _rows_of(picture, case_rows, deadline_rows, assignment_rows)
-        for chunk in _chunks(streams):
-            for table in (fu_cases, fu_deadlines, fu_assignments):
-                conn.execute(delete(table).where(table.c.stream_id.in_(chunk)))
+        if replace:
+            for chunk in _chunks(streams):
+                for table in (fu_cases, fu_deadlines, fu_assignments):
+                    conn.execute(delete(table).where(table.c.stream_id.in_(chunk)))
         if case_rows:
             conn.execute(insert(fu_cases), case_rows)
         if deadline_rows:
             conn.execute(insert(fu_deadlines), deadline_rows)
         if assignment_rows:
             conn.execute(insert(fu_assignments), assignment_rows)
-        return len(streams)
 
     def reproject_since(self, conn: Connection, municipality: str, since: datetime) -> int:
         """Re-derive every child of `municipality` with an event at or after `since` (a profile
@@ -219,6 +226,16 @@ class FollowupProjection:
             .distinct()
         )
         return self.reproject(conn, list(conn.execute(stmt).scalars()))
+
+
+def _event_row(env: EventEnvelope) -> dict[str, Any]:
+    return {
+        "event_id": env.event_id,
+        "stream_id": env.stream_id,
+        "municipality": env.municipality,
+        "occurred_at": as_utc(env.occurred_at),
+        "body": json.dumps(env.to_wire(), separators=(",", ":"), ensure_ascii=False),
+    }
 
 
 def _rows_of(

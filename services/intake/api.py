@@ -193,7 +193,8 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         422: {"model": RecordRefused, "description": "Rejected: which field and why"},
         503: {
             "model": RecordRefused,
-            "description": "Busy: concurrent writers, or the event store unreachable; send again (Retry-After)",
+            "description": "Busy: concurrent writers, or the event store unreachable; send again "
+            "(Retry-After)",
         },
     },
 )

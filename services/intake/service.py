@@ -480,6 +480,8 @@ class _GroupCommit:
         self._queue: list[_Waiting] = []
         self._queue_lock = threading.Lock()
         self._turn = threading.Lock()
+        self.transactions = 0  # how many, and how many records they held (batch size = records/transactions)
+        self.records = 0
 
     def submit(self, record: RecordBase, correlation_id: str) -> Outcome:
         me = _Waiting(record, correlation_id)
@@ -491,6 +493,8 @@ class _GroupCommit:
                     break
                 with self._queue_lock:
                     batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                self.transactions += 1
+                self.records += len(batch)
                 self._run(batch)
         if me.error is not None:
             raise me.error

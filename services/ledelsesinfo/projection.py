@@ -87,11 +87,7 @@ class LedelsesinfoProjection:
     def apply(self, conn: Connection, events: Sequence[EventEnvelope]) -> None:
         if not events:
             return
-        insert_ignore(conn, tables.events, [
-            {"event_id": e.event_id, "stream_id": e.stream_id, "municipality": e.municipality,
-             "doc": json.dumps(e.to_wire(), separators=(",", ":"), ensure_ascii=False)}
-            for e in events
-        ])
+        insert_ignore(conn, tables.events, [_event_row(e) for e in events])
         streams = sorted({e.stream_id for e in events})
         in_batch = {e.event_id: e for e in events}
         point_delta: defaultdict[RowKey, int] = defaultdict(int)
@@ -115,6 +111,27 @@ class LedelsesinfoProjection:
                 before = decode_contributions(old[stream]) if stream in old else {}
                 self._diff(municipality, before, new, point_delta, state_delta)
                 child_rows.append((stream, municipality, encode_contributions(new), stream in old))
+        self._write_buckets(conn, tables.points, "period", point_delta)
+        self._write_buckets(conn, tables.state, "node", state_delta)
+        self._write_children(conn, child_rows)
+
+    def rebuild_children(self, conn: Connection, children: Sequence[Sequence[EventEnvelope]]) -> None:
+        """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
+        the complete set of one child's events, none of them stored yet (no child row either).
+        Stores the events, computes each child's contributions once and adds them to the buckets:
+        the same tables as `apply`."""
+        children = [envs for envs in children if envs]
+        if not children:
+            return
+        insert_ignore(conn, tables.events, [_event_row(e) for envs in children for e in envs])
+        point_delta: defaultdict[RowKey, int] = defaultdict(int)
+        state_delta: defaultdict[RowKey, int] = defaultdict(int)
+        child_rows: list[tuple[str, str, str, bool]] = []
+        for envs in sorted(children, key=lambda envs: envs[0].stream_id):
+            municipality = envs[0].municipality
+            new = child_contributions(envs, self.profile_lookup, self.rules)
+            self._diff(municipality, {}, new, point_delta, state_delta)
+            child_rows.append((envs[0].stream_id, municipality, encode_contributions(new), False))
         self._write_buckets(conn, tables.points, "period", point_delta)
         self._write_buckets(conn, tables.state, "node", state_delta)
         self._write_children(conn, child_rows)
@@ -190,6 +207,11 @@ class LedelsesinfoProjection:
             )
         if inserts:
             conn.execute(tables.children.insert(), inserts)
+
+
+def _event_row(e: EventEnvelope) -> dict[str, Any]:
+    return {"event_id": e.event_id, "stream_id": e.stream_id, "municipality": e.municipality,
+            "doc": json.dumps(e.to_wire(), separators=(",", ":"), ensure_ascii=False)}
 
 
 def _bind(name: str) -> Any:

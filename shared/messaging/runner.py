@@ -18,13 +18,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, insert
+from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.config import ServiceSettings
 from shared.db import make_engine
 from shared.events.envelope import EventEnvelope
+from shared.eventstore.schema import events as log_events
+from shared.eventstore.store import row_to_envelope
 from shared.logs import correlation_id_var
 from shared.messaging.projection import Projection
 from shared.messaging.schema import checkpoints, dead_letters, processed_events, runner_metadata
@@ -93,9 +95,13 @@ class ProjectionWorker:
                 self.projection.name,
                 from_beginning=from_beginning,
             )
+        return SqlLogSource(self.store_engine, self.projection.name, self.batch_size)
+
+    @property
+    def store_engine(self) -> Engine:
         if self._store_engine is None:
-            self._store_engine = make_engine(s.event_store_url)
-        return SqlLogSource(self._store_engine, self.projection.name, self.batch_size)
+            self._store_engine = make_engine(self.settings.event_store_url)
+        return self._store_engine
 
     def source(self, from_beginning: bool = False) -> Source:
         if self._source is None:
@@ -191,22 +197,17 @@ class ProjectionWorker:
     def _claim(self, conn: Connection, event_ids: list[str]) -> set[str]:
         """Insert processed-event rows, skipping ids already there; returns the ids newly claimed.
 
-        One statement per 500 ids (INSERT .. ON CONFLICT DO NOTHING RETURNING), in the same
-        transaction as the projection's changes: if that transaction rolls back, so do the claims.
+        One executemany of INSERT .. ON CONFLICT DO NOTHING RETURNING (compiled once, sent in
+        multi-row batches by SQLAlchemy), in the same transaction as the projection's changes: if
+        that transaction rolls back, so do the claims.
         """
+        if not event_ids:
+            return set()
         insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        claimed: set[str] = set()
         name = self.projection.name
-        for i in range(0, len(event_ids), 500):
-            chunk = event_ids[i : i + 500]
-            stmt = (
-                insert_fn(processed_events)
-                .values([{"projection": name, "event_id": eid} for eid in chunk])
-                .on_conflict_do_nothing()
-                .returning(processed_events.c.event_id)
-            )
-            claimed.update(conn.execute(stmt).scalars())
-        return claimed
+        stmt = insert_fn(processed_events).on_conflict_do_nothing().returning(processed_events.c.event_id)
+        result = conn.execute(stmt, [{"projection": name, "event_id": eid} for eid in event_ids])
+        return set(result.scalars())
 
     def _dead_letter(self, conn: Connection, source: Source, item: Item, error: str) -> None:
         name = self.projection.name
@@ -337,11 +338,107 @@ def reset_projection(worker: ProjectionWorker) -> None:
 
 
 def replay(projection: Projection, settings: ServiceSettings, *, timeout: float = 3600.0) -> int:
-    """Rebuild a projection from the beginning of the log (the worker must not be running)."""
-    worker = ProjectionWorker(projection, settings)
+    """Rebuild a projection from the beginning of the log (the worker must not be running).
+
+    On the SQL transport, a projection with `rebuild_children` is rebuilt child by child
+    (`bulk_replay`); otherwise, and for what the log gained meanwhile, the ordinary runner drains.
+    """
+    worker = ProjectionWorker(projection, settings, batch_size=5000)
     reset_projection(worker)
-    worker.source(from_beginning=True)
     try:
-        return worker.drain(timeout=timeout)
+        total = 0
+        if settings.transport == "sql" and hasattr(projection, "rebuild_children"):
+            total = bulk_replay(worker)
+        worker.source(from_beginning=True)
+        return total + worker.drain(timeout=timeout)
     finally:
         worker.stop()
+
+
+REBUILD_PAGE = 20_000
+
+
+def bulk_replay(worker: ProjectionWorker, page: int = REBUILD_PAGE) -> int:
+    """Rebuild an empty (reset) projection from the SQL log up to its head, whole children at a time.
+
+    Reads the log in (stream, version) order, in pages of about `page` events, and hands the
+    projection the complete event sets of the children of a page (`rebuild_children(conn,
+    children)`), so each child is derived once and each event decoded once. Every page is one
+    transaction; the last writes the checkpoint (the head position), from which the ordinary
+    runner goes on. No processed-event rows are written: on the SQL log the checkpoint already
+    guarantees each position is applied once. Undecodable rows go to `dead_letters` as in `step`;
+    if the projection fails on a page, that page goes through the ordinary event-by-event
+    handling (retries, dead letters). Returns the number of events handled.
+    """
+    projection = worker.projection
+    rebuild = projection.rebuild_children  # type: ignore[attr-defined]
+    source = SqlLogSource(worker.store_engine, projection.name, page)
+    with worker.store_engine.connect() as conn:
+        head = int(conn.execute(select(func.max(log_events.c.position))).scalar() or 0)
+    total = 0
+    after: tuple[str, int] | None = None
+    carry: list[Item] = []
+    while True:
+        stmt = select(log_events).where(log_events.c.position <= head)
+        if after is not None:
+            stmt = stmt.where(tuple_(log_events.c.stream_id, log_events.c.version) > after)
+        stmt = stmt.order_by(log_events.c.stream_id, log_events.c.version).limit(page)
+        with worker.store_engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        last_page = len(rows) < page
+        items = carry + [_item_of(row) for row in rows]
+        if rows:
+            after = (rows[-1].stream_id, rows[-1].version)
+        if last_page:
+            carry = []
+        else:  # the page's last child may go on in the next page
+            tail = items[-1].key
+            cut = len(items)
+            while cut > 0 and items[cut - 1].key == tail:
+                cut -= 1
+            if cut == 0:  # one child larger than a page: keep collecting
+                carry = items
+                continue
+            items, carry = items[:cut], items[cut:]
+        if items:
+            _rebuild_page(worker, source, rebuild, items)
+            total += len(items)
+        if last_page:
+            break
+    with worker.engine.begin() as conn:
+        source.record_progress(conn, Batch([], last_position=head or None))
+    return total
+
+
+def _item_of(row: object) -> Item:
+    r = row._mapping  # type: ignore[attr-defined]
+    try:
+        env: EventEnvelope | None = row_to_envelope(row)
+        error = None
+    except Exception as exc:  # a row this code cannot read: dead-letter it, go on
+        env, error = None, f"undecodable event: {exc!r}"
+    return Item(env, r["data"].encode(), r["stream_id"], error=error, position=r["position"])
+
+
+def _rebuild_page(
+    worker: ProjectionWorker,
+    source: SqlLogSource,
+    rebuild: Callable[[Connection, list[list[EventEnvelope]]], None],
+    items: list[Item],
+) -> None:
+    children: dict[str, list[EventEnvelope]] = {}
+    for item in items:
+        if item.envelope is not None:
+            children.setdefault(item.key, []).append(item.envelope)
+    try:
+        with worker.engine.begin() as conn:
+            for item in items:
+                if item.envelope is None:
+                    worker._dead_letter(conn, source, item, item.error or "undecodable")
+            rebuild(conn, list(children.values()))
+    except Exception as exc:
+        log.warning("projection %s: rebuilding a page failed, event by event: %r", worker.projection.name, exc)
+        with worker.engine.begin() as conn:
+            worker._handle(conn, source, Batch(items))
+        return
+    worker.processed += len(items) - sum(1 for i in items if i.envelope is None)

@@ -21,7 +21,7 @@ NDJSON = {**auth(role="system"), "Content-Type": "application/x-ndjson"}
 INJECTIONS = [
     "x'; DROP TABLE events; --",
     "1 OR 1=1",
-    "\" OR \"\"=\"",
+    '" OR ""="',
     "'; SELECT pg_sleep(5); --",
     "<script>alert(1)</script>",
     "<img src=x onerror=alert(1)>",

@@ -50,7 +50,9 @@ def _ndjson(_ctx: Any, value: Any) -> bytes:
 
 
 def _headers(role: str) -> dict[str, str]:
-    token = mint_token(role=role, municipality=MUNICIPALITY, teams=(), caseworker_id=None, sub="fuzz", secret=SECRET)
+    token = mint_token(
+        role=role, municipality=MUNICIPALITY, teams=(), caseworker_id=None, sub="fuzz", secret=SECRET
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -60,7 +62,11 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, FastAPI
     urls = {svc: f"sqlite:///{tmp}/{svc}.db" for svc in ("intake", "followup", "ledelsesinfo")}
     for svc, url in urls.items():
         migrate_service(svc, url)
-    common: dict[str, Any] = {"transport": "sql", "auth_jwt_secret": SECRET, "event_store_url": urls["intake"]}
+    common: dict[str, Any] = {
+        "transport": "sql",
+        "auth_jwt_secret": SECRET,
+        "event_store_url": urls["intake"],
+    }
     built = {
         "intake": intake_app(make_settings(tmp, **common)),
         "followup": followup_app(FollowupSettings(**common, database_url=urls["followup"], run_worker=False)),
