@@ -334,3 +334,11 @@ def test_a_case_closes_once() -> None:
 def test_a_case_does_not_close_before_it_opened() -> None:
     later = case("S-1990", opened_at=datetime(2026, 12, 1, tzinfo=UTC))
     refused(decide(record("ex-26"), State(case=later)), "occurred_at", "before case 'S-1990' was opened")
+
+
+def test_an_older_case_arriving_after_the_childs_newer_case_is_a_backfill_not_a_conflict() -> None:
+    """Given the child's open case S-1000 opened in 2027, when an export brings the child's older
+    case (ex-04 opened October 2026, its CaseClosed still to come) after it, then it is accepted:
+    the order records arrive in must not decide what is accepted."""
+    newer = case("S-1000", opened_at=datetime(2027, 1, 1, tzinfo=UTC))
+    accepted(decide(record("ex-04", underretning_id=...), State(child=CHILD, child_cases=(newer,))))

@@ -14,7 +14,9 @@ Rules:
   measure id, `UnderretningReceived` for an underretning id is refused.
 - a child has at most one open case per municipality: `CaseOpened` is refused while another case
   of the child is open, or was open at the new case's `occurred_at` (`retry_later`: a
-  `CaseClosed` further down a bulk file may resolve it).
+  `CaseClosed` further down a bulk file may resolve it). A case opened BEFORE the child's
+  currently open one is a backfill and is accepted: its own `CaseClosed` is still to come, so
+  the result does not depend on the order the records arrive in.
 - a measure cannot start on a case closed at or before the measure's `occurred_at`, and cannot end
   twice; a case cannot be closed twice; nothing ends before it started.
 - `CaseworkerAssigned` to the caseworker who already holds the case is accepted but is no change
@@ -247,6 +249,10 @@ def _case_opened(r: CaseOpenedRecord, state: State) -> Decision:
             return u
     for other in state.child_cases:
         if other.case_id == d.case_id:
+            continue
+        if other.is_open and other.opened_at > r.occurred_at:
+            # A backfill: this case was opened before the child's current one, so it must have
+            # closed before that one opened; its CaseClosed may simply not have arrived yet.
             continue
         if other.is_open:
             return Reject.of(

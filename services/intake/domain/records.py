@@ -13,6 +13,7 @@ No message produced here quotes a CPR number: values that could be one are never
 from __future__ import annotations
 
 import re
+from calendar import monthrange
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
@@ -129,6 +130,8 @@ def _occurred_at(value: Any, info: ValidationInfo) -> datetime:
             "has no UTC offset; write it like 2026-11-02T09:15:00+01:00 (or Z for UTC) "
             "so the time is unambiguous"
         )
+    if parsed.year < 1900:
+        raise ValueError("lies before 1900; check the year")
     now = _now(info)
     if parsed - now > MAX_FUTURE:
         raise ValueError("lies more than 24 hours in the future; records describe what has happened")
@@ -151,9 +154,34 @@ def _measure_type(value: str, info: ValidationInfo) -> str:
     return value
 
 
-RecordId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
-Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=100)]
-Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=500)]
+_CPR_SHAPED = re.compile(r"(?<!\d)(\d{2})(\d{2})\d{2}-?\d{4}(?!\d)")
+
+
+def _plain_text(value: str) -> str:
+    """Ids and free text: no NUL characters, and nothing shaped like a CPR number.
+
+    A CPR number must never travel outside `child.cpr` / `mother_cpr` (spec section 2): a value
+    holding ten digits (or six, a hyphen and four) whose first six digits form a real day and
+    month is refused, without echoing it.
+    """
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    for m in _CPR_SHAPED.finditer(value):
+        day, month = int(m.group(1)), int(m.group(2))
+        if 1 <= month <= 12 and 1 <= day <= monthrange(2000, month)[1]:
+            raise ValueError(
+                "holds something shaped like a CPR number; ids and text must never carry a CPR number"
+            )
+    return value
+
+
+RecordId = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=200), AfterValidator(_plain_text)
+]
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=100), AfterValidator(_plain_text)]
+Text = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=500), AfterValidator(_plain_text)
+]
 Municipality = Annotated[str, StringConstraints(strict=True), AfterValidator(_municipality)]
 OccurredAt = Annotated[
     datetime,
@@ -591,6 +619,11 @@ def parse_record(
         return Rejection(field="record", reason="record: a record must be a JSON object")
     raw_id = obj.get("record_id")
     record_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 200 else None
+    if record_id is not None:
+        try:
+            _plain_text(record_id)
+        except ValueError:
+            record_id = None  # never echo a record id that could hold a CPR number
     record_type = obj.get("type")
     if record_type is None:
         return Rejection(field="type", reason="type: is required", record_id=record_id)
