@@ -17,7 +17,9 @@ from tests.intake.conftest import auth, example
         (("data", "team_id"), "team 3112994321"),
     ],
 )
-def test_cpr_shaped_values_are_refused_without_echo(client: TestClient, path: tuple[str, ...], value: str) -> None:
+def test_cpr_shaped_values_are_refused_without_echo(
+    client: TestClient, path: tuple[str, ...], value: str
+) -> None:
     record = example("ex-01")
     target = record
     for key in path[:-1]:
