@@ -1,27 +1,33 @@
 """Intake benchmark: bulk import and single POST /records, each beside the raw rate of the same store.
 
     python -m bench.intake [--records 200000] [--transport sql|kafka] [--db sqlite|postgres]
-                           [--pg-url URL] [--posts 20000] [--clients 16] [--no-http-bulk] [--out DIR]
+                           [--pg-url URL] [--posts 20000] [--clients 16] [--max-seconds 300]
+                           [--chunk-lines N] [--log-level WARNING] [--no-http-bulk] [--no-2x]
+                           [--out bench-results]
 
 What it measures, all in one run on one machine (loopback only, every loop bounded):
 
 1. Bulk import of `--records` generated records through the real service layer (`BulkImport`, as
    `python -m services.intake import` drives it), in a fresh process and a fresh database; then a
-   bare DBAPI `executemany` of the same number of event rows (same columns, same unique keys, one
-   transaction per chunk of the same size) into the same database: the store's raw rate.
-   Memory: peak RSS (`resource.getrusage`) of that process, and of a second process importing a
-   file twice as large: it should not grow with the file.
+   bare DBAPI `executemany` of the same event rows (those intake wrote, copied into a table with
+   the same columns and unique keys, one transaction per chunk of the same size) into the same
+   database: the store's raw rate. Memory: peak RSS (`resource.getrusage`) of that process, and of
+   a second process importing a file twice as large: it should not grow with the file.
 2. The same file through HTTP `POST /records/bulk` (uvicorn, 1 worker, in a subprocess), streamed;
    the server's peak RSS (VmHWM) is reported too.
 3. Single `POST /records` under concurrent load: uvicorn with 1 worker in a subprocess, `--clients`
    threads with keep-alive httpx clients, `--posts` requests in all (each thread posts whole
    families of records in order, so every record is valid when it arrives); records/s, p50, p99.
    Raw baseline: a bare DBAPI insert of one event row per transaction (commit each) into the same
-   database.
+   database, as many rows as were posted.
 
 Records come from a deterministic generator in this file (children with underretninger, cases,
 assignments, investigations, measures, follow-ups, closings), interleaved across children the way an
-export sorted by time would be. Timing on a shared 2-core machine is noisy: read the ratios.
+export sorted by time would be. `--transport kafka` makes intake write an outbox row beside every
+event (the relay is not run: publishing is the backbone benchmark's business). `--db postgres`
+starts a throwaway PostgreSQL (deploy/postgres/pg.sh) unless `--pg-url` names one.
+Timing on a shared 2-core machine is noisy: the load average before and after each measurement is
+recorded beside it (other work on the same cores shows up there); read the ratios.
 Writes bench-results/intake.json and intake.md and prints the table.
 """
 
@@ -216,8 +222,9 @@ class Databases:
 @contextmanager
 def postgres(base: Path) -> Iterator[str]:
     """A throwaway PostgreSQL on 127.0.0.1 (deploy/postgres/pg.sh), stopped afterwards."""
-    data = base / "pg"
-    data.mkdir()
+    home = Path(tempfile.mkdtemp(prefix="bench-intake-pg-"))
+    home.chmod(0o755)  # the server may run as another user (pg.sh as root): it must reach its data dir
+    data = home / "pg"
     script = str(ROOT / "deploy/postgres/pg.sh")
     out = subprocess.run(
         ["bash", script, "start", str(data), str(free_port())], check=True, capture_output=True, text=True
@@ -227,6 +234,7 @@ def postgres(base: Path) -> Iterator[str]:
         yield url
     finally:
         subprocess.run(["bash", script, "stop", str(data)], check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def service_env(
@@ -651,6 +659,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
 # --- the report ------------------------------------------------------------------------------------------
 
 
+def load_avg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def _rate(n: float, seconds: float) -> float:
     return round(n / seconds, 1) if seconds > 0 else float("inf")
 
@@ -666,6 +678,7 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
 
     # 1. bulk through the service layer, raw executemany beside it
     url = dbs.fresh("bulk1x")
+    la = load_avg()
     r1 = run_worker_bulk(file1, url, args.transport, True, args.chunk_lines)
     print(f"bench.intake: service bulk {r1}", file=sys.stderr)
     if r1["accepted"] != n:
@@ -680,12 +693,14 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
             "ratio": round(r1["raw_seconds"] / r1["seconds"], 3),
             "peak_rss_mib": round(r1["peak_rss_kib"] / 1024, 1),
             "input_mib": round(size1 / 2**20, 1),
+            "load_avg": [la, load_avg()],
         }
     )
 
     # memory: the same import of a file twice as large, in a fresh process
     if not args.no_2x:
         size2 = write_file(file2, 2 * n, "c")
+        la = load_avg()
         r2 = run_worker_bulk(file2, dbs.fresh("bulk2x"), args.transport, False, args.chunk_lines)
         print(f"bench.intake: service bulk 2x {r2}", file=sys.stderr)
         if r2["accepted"] != 2 * n:
@@ -698,6 +713,7 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
                 "peak_rss_mib": round(r2["peak_rss_kib"] / 1024, 1),
                 "input_mib": round(size2 / 2**20, 1),
                 "rss_growth_mib_vs_1x": round((r2["peak_rss_kib"] - r1["peak_rss_kib"]) / 1024, 1),
+                "load_avg": [la, load_avg()],
             }
         )
         file2.unlink()
@@ -705,6 +721,7 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
     # 2. the same file over HTTP
     if not args.no_http_bulk:
         url = dbs.fresh("http")
+        la = load_avg()
         h = http_bulk(file1, url, args.transport, args.log_level, base, args.chunk_lines)
         print(f"bench.intake: HTTP bulk {h}", file=sys.stderr)
         if h["accepted"] != n:
@@ -720,15 +737,18 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
                 "ratio": round(raw_s / h["seconds"], 3),
                 "peak_rss_mib": round(h["server_peak_rss_kib"] / 1024, 1),
                 "input_mib": round(size1 / 2**20, 1),
+                "load_avg": [la, load_avg()],
             }
         )
 
     # 3. single POST /records under concurrent load
     url = dbs.fresh("single")
+    la = load_avg()
     s = load_test(url, args.transport, args.log_level, base, args.posts, args.clients, args.max_seconds)
     print(f"bench.intake: single POST {s}", file=sys.stderr)
     raw_s, raw_lat = raw_single(url, min(s["accepted"], args.posts))
     raw_lat.sort()
+    raw_p50, raw_p99 = 1000 * percentile(raw_lat, 0.5), 1000 * percentile(raw_lat, 0.99)
     rows.append(
         {
             "benchmark": f"single POST /records, {args.clients} concurrent clients (uvicorn, 1 worker)",
@@ -736,13 +756,15 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
             "records_per_s": _rate(s["accepted"], s["seconds"]),
             "p50_ms": round(s["p50_ms"], 2),
             "p99_ms": round(s["p99_ms"], 2),
-            "baseline": "bare single-row insert, one transaction per row",
+            "baseline": f"bare single-row insert, one transaction per row (p50 {raw_p50:.3f} ms,"
+            f" p99 {raw_p99:.3f} ms)",
             "baseline_per_s": _rate(len(raw_lat), raw_s),
-            "baseline_p50_ms": round(1000 * percentile(raw_lat, 0.5), 3),
-            "baseline_p99_ms": round(1000 * percentile(raw_lat, 0.99), 3),
+            "baseline_p50_ms": round(raw_p50, 3),
+            "baseline_p99_ms": round(raw_p99, 3),
             "ratio": round((s["accepted"] / s["seconds"]) / (len(raw_lat) / raw_s), 3) if raw_s else None,
             "peak_rss_mib": round(s["server_peak_rss_kib"] / 1024, 1),
             "statuses": s["statuses"],
+            "load_avg": [la, load_avg()],
         }
     )
     return {
@@ -760,14 +782,16 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Store: {doc['store']}, transport: {doc['transport']}, {doc['machine']['cpus']} CPUs, "
         f"Python {doc['machine']['python']}, server log level {doc['log_level']}.",
         "",
-        "| benchmark | records | records/s | p50 ms | p99 ms | peak RSS MiB | raw baseline | raw/s | ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| benchmark | records | records/s | p50 ms | p99 ms | peak RSS MiB | raw baseline | raw/s | ratio"
+        " | load avg before, after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         lines.append(
             f"| {r['benchmark']} | {r['records']} | {r['records_per_s']} | {r.get('p50_ms', '')} |"
             f" {r.get('p99_ms', '')} | {r.get('peak_rss_mib', '')} | {r.get('baseline', '')} |"
             f" {r.get('baseline_per_s', '')} | {r.get('ratio', '')} |"
+            f" {', '.join(str(x) for x in r.get('load_avg', []))} |"
         )
     return "\n".join(lines)
 

@@ -193,7 +193,12 @@ class FollowupProjection:
         return len(streams)
 
     def _derive(
-        self, conn: Connection, streams: list[str], by_stream: dict[str, list[EventEnvelope]], *, replace: bool
+        self,
+        conn: Connection,
+        streams: list[str],
+        by_stream: dict[str, list[EventEnvelope]],
+        *,
+        replace: bool,
     ) -> None:
         municipalities = {events[0].municipality for events in by_stream.values() if events}
         lookup = self.timeline(conn, municipalities).lookup()

@@ -61,6 +61,7 @@ from shared.eventstore.store import (
     NewEvent,
     StoredRecord,
     new_event_id,
+    savepoint,
 )
 
 log = logging.getLogger(__name__)
@@ -224,14 +225,15 @@ class IntakeService:
         types = self.measure_types(municipality)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                with conn.begin_nested():
+                with savepoint(conn):
                     prior = self.store.find_record(conn, municipality, record_id)
                     if prior is not None:
                         return self._seen(prior, content_hash, record_id)
-                    stream_child = repo.stream_child(conn, municipality, record, child_ref)
+                    state = repo.load_state(conn, municipality, record, child_ref, types)
+                    # the stream from the same read (a case's, an underretning's child never changes)
+                    stream_child = repo.stream_child_of(record, child_ref, state)
                     stream_id = stream_id_for_child(municipality, stream_child) if stream_child else None
                     version = self.store.stream_version(conn, stream_id) if stream_id else 0
-                    state = repo.load_state(conn, municipality, record, child_ref, types)
                     decision = decide(record, state)
                     if isinstance(decision, Reject):
                         # Under READ COMMITTED a concurrent writer of this very record may have
@@ -305,7 +307,7 @@ class IntakeService:
             return [o for o in outcomes if o is not None]
         try:
             plan = self._plan(conn, prepared, outcomes, cids, on_error)
-            with conn.begin_nested():
+            with savepoint(conn):
                 positions = self.store.append_many(conn, plan.events, expected_versions=plan.expected)
                 plan.changes.write(conn)
                 self.vault.store_many(conn, plan.sealed)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, and_, delete, select
+from sqlalchemy import Connection, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.ledelsesinfo import tables
@@ -158,39 +159,47 @@ class LedelsesinfoProjection:
     @staticmethod
     def _diff(municipality: str, before: Contributions, after: Contributions,
               point_delta: defaultdict[RowKey, int], state_delta: defaultdict[RowKey, int]) -> None:
-        changes: dict[Bucket, int] = {}
-        for k in before.keys() | after.keys():
-            d = after.get(k, 0) - before.get(k, 0)
-            if d:
-                changes[k] = d
+        if before:
+            changes: dict[Bucket, int] = {}
+            for k in before.keys() | after.keys():
+                d = after.get(k, 0) - before.get(k, 0)
+                if d:
+                    changes[k] = d
+        else:
+            changes = after
         for (mode, kind, period, team, cw, bucket, key), d in changes.items():
+            if not d:
+                continue
             if mode == POINT:
                 point_delta[(municipality, kind, team, cw, period, bucket, key)] += d
             else:
-                for node in update_nodes(kind, period):  # type: ignore[arg-type]
+                for node in _update_nodes(kind, period):
                     state_delta[(municipality, kind, team, cw, node, bucket, key)] += d
 
     @staticmethod
     def _write_buckets(conn: Connection, table: Table, position: str, delta: dict[RowKey, int]) -> None:
-        rows: list[dict[str, Any]] = [
-            {"municipality": m, "kind": k, "team_id": t, "caseworker_id": c, position: p, "bucket": b,
-             "code": key, "value": v}
-            for (m, k, t, c, p, b, key), v in sorted(delta.items()) if v
-        ]
-        for chunk in _chunks(rows, 5000):
-            upsert_add(conn, table, list(chunk))
-        # rows that came down to zero are removed, so equal sums give equal tables (a Fenwick node
-        # can be negative, so any touched row may have reached zero)
-        shrunk = rows
-        if shrunk:
-            pos = table.c[position]
-            stmt = delete(table).where(and_(
-                table.c.municipality == _bind("municipality"), table.c.kind == _bind("kind"),
-                table.c.team_id == _bind("team_id"), table.c.caseworker_id == _bind("caseworker_id"),
-                pos == _bind(position), table.c.bucket == _bind("bucket"), table.c.code == _bind("code"),
-                table.c.value == 0,
-            ))
-            conn.execute(stmt, [{f"b_{k}": v for k, v in r.items() if k != "value"} for r in shrunk])
+        """Add the deltas (one executemany straight to the driver: these are the bulk of the writes),
+        then remove the rows that came down to zero, so equal sums give equal tables (a Fenwick node
+        can be negative, so any touched row may have reached zero)."""
+        rows = [(*key, v) for key, v in sorted(delta.items()) if v]
+        if not rows:
+            return
+        mark = "?" if conn.dialect.name == "sqlite" else "%s"
+        cols = ["municipality", "kind", "team_id", "caseworker_id", position, "bucket", "code"]
+        name = table.name
+        upsert = (
+            f"INSERT INTO {name} ({', '.join(cols)}, value) VALUES ({', '.join([mark] * 8)}) "
+            f"ON CONFLICT ({', '.join(cols)}) DO UPDATE SET value = {name}.value + excluded.value"
+        )
+        zero = (
+            f"DELETE FROM {name} WHERE "
+            + " AND ".join(f"{c} = {mark}" for c in cols)
+            + " AND value = 0"
+        )
+        for chunk in _chunks(rows, 20000):
+            conn.exec_driver_sql(upsert, list(chunk))
+        for chunk in _chunks(rows, 20000):
+            conn.exec_driver_sql(zero, [r[:7] for r in chunk])
 
     @staticmethod
     def _write_children(conn: Connection, rows: Iterable[tuple[str, str, str, bool]]) -> None:
@@ -207,6 +216,9 @@ class LedelsesinfoProjection:
             )
         if inserts:
             conn.execute(tables.children.insert(), inserts)
+
+
+_update_nodes = lru_cache(maxsize=65536)(update_nodes)
 
 
 def _event_row(e: EventEnvelope) -> dict[str, Any]:

@@ -7,10 +7,12 @@ statements (a bulk import's chunk), with the same per-stream guarantee."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -88,6 +90,29 @@ def run_many(conn: Connection, statement: Executable, rows: Sequence[Mapping[str
         _SQLITE_COMPILED[cache_key] = hit
     sql, get, _ = hit
     conn.exec_driver_sql(sql, [get(row) for row in rows])
+
+
+_SAVEPOINT_NAMES = itertools.count(1)
+
+
+@contextmanager
+def savepoint(conn: Connection) -> Iterator[None]:
+    """`conn.begin_nested()`: a savepoint, rolled back if the block raises. On SQLite issued as plain
+    SQL (a quarter of the cost of SQLAlchemy's nested transaction, which compiles both statements
+    every time); SQLAlchemy's own savepoints may nest inside it."""
+    if conn.dialect.name != "sqlite":
+        with conn.begin_nested():
+            yield
+        return
+    name = f"es_sp_{next(_SAVEPOINT_NAMES)}"
+    conn.exec_driver_sql(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        raise
+    conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 def new_event_id() -> str:
@@ -208,7 +233,7 @@ class EventStore:
         self._lock(conn)
         stored: list[EventEnvelope] = []
         try:
-            with conn.begin_nested():
+            with savepoint(conn):
                 for offset, env in enumerate(new_events, start=1):
                     if env.version != expected_version + offset:
                         raise ValueError("event versions must follow expected_version")
@@ -258,7 +283,7 @@ class EventStore:
             encoded.append(data_json)
             rows.append(_event_row(item.envelope, item.content_hash, data_json))
         try:
-            with conn.begin_nested():
+            with savepoint(conn):
                 positions = self._insert_events(conn, rows)
                 if self.outbox_topic:
                     run_many(

@@ -437,7 +437,8 @@ def _rebuild_page(
                     worker._dead_letter(conn, source, item, item.error or "undecodable")
             rebuild(conn, list(children.values()))
     except Exception as exc:
-        log.warning("projection %s: rebuilding a page failed, event by event: %r", worker.projection.name, exc)
+        name = worker.projection.name
+        log.warning("projection %s: rebuilding a page failed, event by event: %r", name, exc)
         with worker.engine.begin() as conn:
             worker._handle(conn, source, Batch(items))
         return

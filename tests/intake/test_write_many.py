@@ -591,3 +591,21 @@ def test_the_streamed_answer_does_not_depend_on_its_blocks(tmp_path: Path) -> No
     assert (doc["accepted"], doc["duplicate"], doc["rejected"]) == (len(records) + 1, 1, 1)
     importer.close()
     engine.dispose()
+
+
+def test_savepoints_roll_back_only_their_own_writes(store_engine: Engine) -> None:
+    from shared.eventstore.store import savepoint
+
+    store = EventStore()
+    with store_engine.begin() as conn:
+        store.append(conn, [assignment(1, 1, record="kept")], expected_version=0, content_hash="k")
+        with pytest.raises(RuntimeError), savepoint(conn):
+            store.append(conn, [assignment(2, 1, record="undone")], expected_version=0, content_hash="u")
+            with savepoint(conn):
+                store.append(conn, [assignment(3, 1, record="inner")], expected_version=0, content_hash="i")
+            raise RuntimeError("the block fails after two appends")
+        with savepoint(conn), conn.begin_nested():  # SQLAlchemy's savepoints nest inside
+            store.append(conn, [assignment(4, 1, record="later")], expected_version=0, content_hash="l")
+    with store_engine.connect() as conn:
+        found = store.find_records(conn, "657", ["kept", "undone", "inner", "later"])
+    assert sorted(found) == ["kept", "later"]

@@ -114,6 +114,20 @@ def stream_child(
     return None
 
 
+def stream_child_of(record: RecordBase, child: ChildRef | None, state: State) -> str | None:
+    """As `stream_child`, from the state read for the record (its case and underretning)."""
+    if child is not None:
+        return child.child_id
+    case_id, _, underretning_id = refs(record)
+    if underretning_id is not None:
+        u = state.underretning
+        if u is not None or case_id is None:
+            return u.child_id if u is not None else None
+    if case_id is not None:
+        return state.case.child_id if state.case is not None else None
+    return None
+
+
 def load_state(
     conn: Connection,
     municipality: str,

@@ -128,15 +128,6 @@ class ChunkView:
         case_id, measure_id, underretning_id = repo.refs(record)
         case = self.cases.get((m, case_id)) if case_id else None
         u = self.underretninger.get((m, underretning_id)) if underretning_id else None
-        stream_child: str | None
-        if child is not None:
-            stream_child = child.child_id
-        elif underretning_id is not None and (u is not None or case_id is None):
-            stream_child = u.child_id if u is not None else None
-        elif case_id is not None:
-            stream_child = case.child_id if case is not None else None
-        else:
-            stream_child = None
         child_cases: tuple[CaseInfo, ...] = ()
         if child is not None and isinstance(record, CaseOpenedRecord):
             ids = self.child_cases[(m, child.child_id)]
@@ -151,7 +142,7 @@ class ChunkView:
             child_cases=child_cases,
             measure_types=measure_types,
         )
-        return stream_child, state
+        return repo.stream_child_of(record, child, state), state
 
     def version(self, stream_id: str) -> int | None:
         return self.versions.get(stream_id)
