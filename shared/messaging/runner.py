@@ -21,6 +21,13 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
 
 from shared.config import ServiceSettings
 from shared.db import make_engine
@@ -35,6 +42,13 @@ from shared.messaging.sources import Batch, Item, KafkaSource, Source, SqlLogSou
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[bool], Source]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database that is down, restarting or locked: retry later, never dead-letter the event."""
+    if isinstance(exc, (OperationalError, InterfaceError, PendingRollbackError, DisconnectionError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class ProjectionWorker:
@@ -70,6 +84,7 @@ class ProjectionWorker:
         self.dead_lettered = 0
         self.last_event_at: datetime | None = None
         self.last_error: str | None = None
+        self._pending_dead_letters: list[tuple[Item, str]] = []
         # lag, read in the worker's own thread (a Kafka consumer is not thread-safe) for metrics / readiness
         self.assigned = False
         self.lag_events: int | None = None
@@ -123,9 +138,11 @@ class ProjectionWorker:
         batch = source.poll(self.poll_timeout)
         if not batch:
             return 0
+        self._pending_dead_letters.clear()
         with self.engine.begin() as conn:
             self._handle(conn, source, batch)
             source.record_progress(conn, batch)
+        self._publish_dead_letters(source)
         source.acknowledge()
         if isinstance(source, SqlLogSource):
             source.advance(batch)
@@ -152,6 +169,8 @@ class ProjectionWorker:
                 self.projection.apply(conn, fresh)
             done = fresh
         except Exception as exc:
+            if is_transient(exc):
+                raise  # the database, not the event: the whole step is retried after a back-off
             log.warning("projection %s: batch failed, retrying event by event: %r", name, exc)
             done = self._apply_one_by_one(conn, source, fresh, batch)
         self.processed += len(done)
@@ -187,6 +206,8 @@ class ProjectionWorker:
                         done.append(env)
                         break
                     except Exception as exc:
+                        if is_transient(exc):
+                            raise
                         error = f"{type(exc).__name__}: {exc}"
                         self.retries += 1
                         time.sleep(self.retry_backoff * attempt)
@@ -213,7 +234,7 @@ class ProjectionWorker:
         name = self.projection.name
         with _correlation(item.correlation_id or (item.envelope.correlation_id if item.envelope else None)):
             log.error("projection %s: dead-lettering %s: %s", name, item.origin or item.position, error)
-        source.dead_letter(item, error, name)
+        self._pending_dead_letters.append((item, error))
         conn.execute(
             insert(dead_letters),
             {
@@ -227,6 +248,16 @@ class ProjectionWorker:
         )
         self.dead_lettered += 1
         self.last_error = error
+
+    def _publish_dead_letters(self, source: Source) -> None:
+        """After the projection's commit: the dead letters of that transaction go to the sink.
+
+        Publishing only after the commit means a transaction that fails (a database outage)
+        leaves nothing behind on the dead-letter topic; the events are simply processed again.
+        """
+        pending, self._pending_dead_letters = self._pending_dead_letters, []
+        for item, error in pending:
+            source.dead_letter(item, error, self.projection.name)
 
     # --- loops -----------------------------------------------------------------------------
 
@@ -430,16 +461,22 @@ def _rebuild_page(
     for item in items:
         if item.envelope is not None:
             children.setdefault(item.key, []).append(item.envelope)
+    worker._pending_dead_letters.clear()
     try:
         with worker.engine.begin() as conn:
             for item in items:
                 if item.envelope is None:
                     worker._dead_letter(conn, source, item, item.error or "undecodable")
             rebuild(conn, list(children.values()))
+        worker._publish_dead_letters(source)
     except Exception as exc:
+        if is_transient(exc):
+            raise
         name = worker.projection.name
         log.warning("projection %s: rebuilding a page failed, event by event: %r", name, exc)
+        worker._pending_dead_letters.clear()
         with worker.engine.begin() as conn:
             worker._handle(conn, source, Batch(items))
+        worker._publish_dead_letters(source)
         return
     worker.processed += len(items) - sum(1 for i in items if i.envelope is None)

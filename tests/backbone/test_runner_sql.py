@@ -72,3 +72,33 @@ def test_poison_event_is_dead_lettered_and_later_events_still_processed(
         rows = conn.execute(select(dead_letters)).all()
         assert len(rows) == 1 and "poisoned on purpose" in rows[0].error
         assert conn.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 1
+
+
+def test_a_database_outage_is_retried_never_dead_lettered(db_url: str, store_engine: Engine) -> None:
+    """Given a projection whose database fails mid-batch, when the runner steps, then nothing is
+    dead-lettered and nothing is marked processed; the next step applies the events normally."""
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    store = EventStore()
+    append_streams(store_engine, store, streams=3, per_stream=2)
+    projection = CountingProjection("outage")
+    worker = _worker(db_url, projection, store_engine)
+    real_apply = projection.apply
+    failures = {"left": 1}
+
+    def flaky_apply(conn, events):  # type: ignore[no-untyped-def]
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+        real_apply(conn, events)
+
+    projection.apply = flaky_apply  # type: ignore[method-assign]
+    with pytest.raises(OperationalError):
+        worker.step()
+    assert worker.dead_lettered == 0 and worker.retries == 0
+    assert worker.drain() == 6
+    assert worker.dead_lettered == 0
+    assert all(v == (2, [1, 2]) for v in projection.state(worker.engine).values())
+    with worker.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 0
