@@ -7,6 +7,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
@@ -48,3 +55,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
     return create_engine(sa_url, pool_pre_ping=True, **kwargs)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database that is down, restarting or locked (not a bug in a statement): try again later."""
+    if isinstance(exc, (OperationalError, InterfaceError, PendingRollbackError, DisconnectionError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)

@@ -13,7 +13,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.background import BackgroundTask
 
 from services.intake.adapters import repository as repo
@@ -24,6 +23,7 @@ from services.intake.domain.records import Rejection
 from services.intake.service import IntakeService, Outcome
 from shared.audit import write_audit
 from shared.auth import CurrentPrincipal, authorize_scope, can_see_case, require_role
+from shared.db import is_transient
 from shared.eventstore.schema import events
 from shared.observability import bulk_tally
 
@@ -129,9 +129,7 @@ def _unavailable(what: str) -> JSONResponse:
 
 def _database_down(exc: BaseException) -> bool:
     """A lost or refused database connection (not a bug in a statement)."""
-    return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-    )
+    return is_transient(exc)
 
 
 def _representable(moment: datetime) -> bool:
@@ -232,7 +230,7 @@ async def post_record(request: Request, principal: CurrentPrincipal) -> JSONResp
     authorize_scope(principal, parsed.municipality, purpose="write")
     try:
         outcome: Outcome = await run_in_threadpool(service.submit, parsed, _correlation_id(request))
-    except DBAPIError as exc:
+    except Exception as exc:  # a database outage (any driver or pool error) becomes a 503
         if not _database_down(exc):
             raise
         log.warning("intake: event store not reachable: %s", type(exc).__name__)
@@ -281,7 +279,7 @@ async def post_bulk(request: Request, principal: CurrentPrincipal) -> StreamingR
                 await run_in_threadpool(importer.flush)
         summary = await run_in_threadpool(importer.finish)
         tally.finish(summary.rejected)  # metrics
-    except DBAPIError as exc:
+    except Exception as exc:  # a database outage (any driver or pool error) becomes a 503
         importer.close()
         if not _database_down(exc):
             raise

@@ -21,16 +21,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    InterfaceError,
-    OperationalError,
-    PendingRollbackError,
-)
 
 from shared.config import ServiceSettings
-from shared.db import make_engine
+from shared.db import is_transient, make_engine
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.schema import events as log_events
 from shared.eventstore.store import row_to_envelope
@@ -42,13 +35,6 @@ from shared.messaging.sources import Batch, Item, KafkaSource, Source, SqlLogSou
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[bool], Source]
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A database that is down, restarting or locked: retry later, never dead-letter the event."""
-    if isinstance(exc, (OperationalError, InterfaceError, PendingRollbackError, DisconnectionError)):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class ProjectionWorker:
