@@ -8,7 +8,7 @@ the PostgreSQL server, and starts them again. Afterwards:
       dead-letter topic and the `dead_letters` tables are empty (nothing is poisoned on purpose here).
 
 Deterministic: FAULT_SEED (default 20261123) drives the record stream and the kill schedule;
-FAULT_ROUNDS (default 24) the number of kill-and-restart rounds. Every failure message carries the seed.
+FAULT_ROUNDS (default 24) the number of kill-and-restart rounds; FAULT_RATE (default 40) records/s. Every failure message carries the seed.
 The summary line `fault-suite: ...` is printed past pytest's capture (in the CI log without -s).
 """
 
@@ -43,6 +43,7 @@ from tests.infra.errors import REPO_ROOT, log_tail
 
 SEED = int(os.environ.get("FAULT_SEED", "20261123"))
 ROUNDS = int(os.environ.get("FAULT_ROUNDS", "24"))
+RATE = float(os.environ.get("FAULT_RATE", "40"))  # records per second: a steady load, not a flood
 MUNICIPALITY = "751"
 SECRET = "fault-suite-secret-long-enough-for-hs256-0123456789"
 PROCESSES = ("intake", "relay", "followup", "ledelsesinfo")
@@ -132,10 +133,13 @@ class Load(threading.Thread):
     def run(self) -> None:
         try:
             with httpx.Client(base_url=self.base_url, timeout=10.0) as client:
+                next_at = time.monotonic()
                 for record_id, body in self.records:
                     if self.stop.is_set():
                         return
                     self._post(client, record_id, body)
+                    next_at += 1.0 / RATE
+                    time.sleep(max(0.0, next_at - time.monotonic()))
         except BaseException as exc:  # reported by the test
             self.error = exc
 
@@ -235,7 +239,7 @@ def summary_line(capsys: pytest.CaptureFixture[str], text: str) -> None:
 # --- the test -----------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)
 def test_sigkill_and_restart_everything_under_load_loses_duplicates_and_diverges_nothing(
     kafka_broker: KafkaBroker,
     postgres_server: PostgresServer,
@@ -367,8 +371,8 @@ def test_sigkill_and_restart_everything_under_load_loses_duplicates_and_diverges
             return check
 
         # (c) no consumer stuck: the restarted worker processes themselves reach the end of the log
-        wait_until("followup worker at the end of the log", caught_up(fu_db, "followup"), 150)
-        wait_until("ledelsesinfo worker at the end of the log", caught_up(li_db, "ledelsesinfo"), 150)
+        wait_until("followup worker at the end of the log", caught_up(fu_db, "followup"), 300)
+        wait_until("ledelsesinfo worker at the end of the log", caught_up(li_db, "ledelsesinfo"), 300)
         for proc in procs.values():
             proc.terminate()
 
