@@ -353,6 +353,10 @@ class BulkImport:
                 reason=f"line: not valid JSON ({exc.msg} at column {exc.colno})",
                 field="line",
             )
+        except (ValueError, RecursionError):  # a number over 4,300 digits, nesting too deep
+            return Outcome(
+                "rejected", None, reason="line: JSON too deeply nested or a number too long", field="line"
+            )
         try:
             parsed = self.service.parse(obj)
         except Exception as exc:

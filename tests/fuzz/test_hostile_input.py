@@ -179,11 +179,6 @@ def test_a_bulk_body_without_newlines_is_one_rejected_line_not_a_memory_hog(clie
     assert stored(client) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/intake/bulk.py BulkImport._parse lets ValueError (int over 4300 digits) and "
-    "RecursionError (deep nesting) out of json.loads (500), and stores NUL characters",
-)
 def test_bulk_lines_too_deep_too_long_numbers_or_nul_are_rejected_per_line(client: TestClient) -> None:
     lines = [
         body
