@@ -63,3 +63,12 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("READY_MAX_LAG", "-1")
     with pytest.raises(ValidationError):
         LedelsesinfoSettings()  # type: ignore[call-arg]
+
+
+def test_the_readme_carries_every_setting_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text()
+    body = render().split("\n", 1)[1].strip().replace("\n## ", "\n### ")
+    start = readme.index("<!-- settings:begin")
+    end = readme.index("<!-- settings:end -->")
+    section = readme[readme.index("\n", start) + 1 : end].strip()
+    assert section == body, "update README.md's settings section from `python -m shared.settings_doc`"
