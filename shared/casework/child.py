@@ -272,7 +272,15 @@ def _build_cases(
     measures_by_case: defaultdict[str, list[Measure]] = defaultdict(list)
     for measure_id, (started_at, started) in facts.measure_started.items():
         measures_by_case[started.case_id].append(
-            _build_measure(facts, measure_id, started_at, started, profile_lookup, municipality)
+            _build_measure(
+                facts,
+                measure_id,
+                started_at,
+                started,
+                profile_lookup,
+                municipality,
+                case_closed_at=spans.get(started.case_id, (None, None))[1],
+            )
         )
 
     cases: dict[str, Case] = {}
@@ -366,9 +374,15 @@ def _build_measure(
     started: MeasureStarted,
     profile_lookup: ProfileLookup,
     municipality: str,
+    *,
+    case_closed_at: datetime | None = None,
 ) -> Measure:
     ended = next(((at, p) for at, p in facts.measure_ended.get(measure_id, []) if at >= started_at), None)
     ended_at = ended[0] if ended else None
+    end_reason = ended[1].reason if ended else None
+    if case_closed_at is not None and (ended_at is None or case_closed_at < ended_at):
+        # A measure ends with its case at the latest (spec: a closed case has nothing running).
+        ended_at, end_reason = max(case_closed_at, started_at), "case_closed"
 
     def in_run(at: datetime) -> bool:
         return at >= started_at and (ended_at is None or at <= ended_at)
@@ -400,7 +414,7 @@ def _build_measure(
         provider=started.provider,
         monthly_cost_dkk=started.monthly_cost_dkk,
         ended_at=ended_at,
-        end_reason=ended[1].reason if ended else None,
+        end_reason=end_reason,
         follow_ups=follow_ups,
         supervision_visits=visits,
         exempt_since=exempt_since,
