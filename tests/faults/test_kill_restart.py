@@ -8,7 +8,8 @@ the PostgreSQL server, and starts them again. Afterwards:
       dead-letter topic and the `dead_letters` tables are empty (nothing is poisoned on purpose here).
 
 Deterministic: FAULT_SEED (default 20261123) drives the record stream and the kill schedule;
-FAULT_ROUNDS (default 24) the number of kill-and-restart rounds; FAULT_RATE (default 40) records/s. Every failure message carries the seed.
+FAULT_ROUNDS (default 24) the number of kill-and-restart rounds; FAULT_RATE (default 40) records/s.
+Every failure message carries the seed.
 The summary line `fault-suite: ...` is printed past pytest's capture (in the CI log without -s).
 """
 
