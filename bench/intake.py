@@ -28,7 +28,8 @@ event (the relay is not run: publishing is the backbone benchmark's business). `
 starts a throwaway PostgreSQL (deploy/postgres/pg.sh) unless `--pg-url` names one.
 Timing on a shared 2-core machine is noisy: the load average before and after each measurement is
 recorded beside it (other work on the same cores shows up there); read the ratios.
-Writes bench-results/intake.json and intake.md and prints the table.
+Writes bench-results/intake.json and intake.md (intake-postgres-kafka.* etc. for another store or
+transport) and prints the table.
 """
 
 from __future__ import annotations
@@ -579,7 +580,7 @@ def load_test(
     errors: list[BaseException] = []
     with server(url, transport, log_level, base) as (base_url, proc):
         start = threading.Barrier(clients + 1)
-        stop_at: list[float] = [0.0]
+        stop_at: list[float] = [float("inf")]  # set just after the start; no client may stop before
 
         def take() -> bool:
             with lock:
@@ -608,8 +609,7 @@ def load_test(
                             statuses[n][resp.status_code] = statuses[n].get(resp.status_code, 0) + 1
             except BaseException as exc:  # reported below
                 errors.append(exc)
-                with contextlib_suppress():
-                    start.abort()
+                start.abort()
 
         threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
         for t in threads:
@@ -637,16 +637,9 @@ def load_test(
         "p99_ms": 1000 * percentile(all_lat, 0.99),
         "max_ms": 1000 * all_lat[-1] if all_lat else None,
         "clients": clients,
+        "clients_that_posted": sum(1 for lat in latencies if lat),
         "server_peak_rss_kib": server_rss,
     }
-
-
-class contextlib_suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -668,6 +661,22 @@ def _rate(n: float, seconds: float) -> float:
 
 
 def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    if args.only != "single":
+        rows += run_bulk(args, base, dbs)
+    if args.only != "bulk":
+        rows.append(run_single(args, base, dbs))
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "store": args.db,
+        "transport": args.transport,
+        "log_level": args.log_level,
+        "targets": {"single_records_per_s": 1000, "single_p99_ms": 50, "bulk_records_per_s": 50000},
+        "rows": rows,
+    }
+
+
+def run_bulk(args: argparse.Namespace, base: Path, dbs: Databases) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     n = args.records
     t0 = time.perf_counter()
@@ -741,7 +750,11 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
             }
         )
 
-    # 3. single POST /records under concurrent load
+    return rows
+
+
+def run_single(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
+    """3. single POST /records under concurrent load"""
     url = dbs.fresh("single")
     la = load_avg()
     s = load_test(url, args.transport, args.log_level, base, args.posts, args.clients, args.max_seconds)
@@ -749,31 +762,22 @@ def run(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str, Any]:
     raw_s, raw_lat = raw_single(url, min(s["accepted"], args.posts))
     raw_lat.sort()
     raw_p50, raw_p99 = 1000 * percentile(raw_lat, 0.5), 1000 * percentile(raw_lat, 0.99)
-    rows.append(
-        {
-            "benchmark": f"single POST /records, {args.clients} concurrent clients (uvicorn, 1 worker)",
-            "records": s["accepted"],
-            "records_per_s": _rate(s["accepted"], s["seconds"]),
-            "p50_ms": round(s["p50_ms"], 2),
-            "p99_ms": round(s["p99_ms"], 2),
-            "baseline": f"bare single-row insert, one transaction per row (p50 {raw_p50:.3f} ms,"
-            f" p99 {raw_p99:.3f} ms)",
-            "baseline_per_s": _rate(len(raw_lat), raw_s),
-            "baseline_p50_ms": round(raw_p50, 3),
-            "baseline_p99_ms": round(raw_p99, 3),
-            "ratio": round((s["accepted"] / s["seconds"]) / (len(raw_lat) / raw_s), 3) if raw_s else None,
-            "peak_rss_mib": round(s["server_peak_rss_kib"] / 1024, 1),
-            "statuses": s["statuses"],
-            "load_avg": [la, load_avg()],
-        }
-    )
     return {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "store": args.db,
-        "transport": args.transport,
-        "log_level": args.log_level,
-        "targets": {"single_records_per_s": 1000, "single_p99_ms": 50, "bulk_records_per_s": 50000},
-        "rows": rows,
+        "benchmark": f"single POST /records, {args.clients} concurrent clients (uvicorn, 1 worker)",
+        "records": s["accepted"],
+        "records_per_s": _rate(s["accepted"], s["seconds"]),
+        "p50_ms": round(s["p50_ms"], 2),
+        "p99_ms": round(s["p99_ms"], 2),
+        "baseline": f"bare single-row insert, one transaction per row (p50 {raw_p50:.3f} ms,"
+        f" p99 {raw_p99:.3f} ms)",
+        "baseline_per_s": _rate(len(raw_lat), raw_s),
+        "baseline_p50_ms": round(raw_p50, 3),
+        "baseline_p99_ms": round(raw_p99, 3),
+        "ratio": round((s["accepted"] / s["seconds"]) / (len(raw_lat) / raw_s), 3) if raw_s else None,
+        "peak_rss_mib": round(s["server_peak_rss_kib"] / 1024, 1),
+        "statuses": s["statuses"],
+        "clients_that_posted": s["clients_that_posted"],
+        "load_avg": [la, load_avg()],
     }
 
 
@@ -812,6 +816,7 @@ def main() -> None:
         default=None,
         help="BULK_CHUNK_LINES of the import (default: the setting's)",
     )
+    ap.add_argument("--only", choices=("bulk", "single"), help="run only the bulk or the single POST part")
     ap.add_argument("--no-http-bulk", action="store_true")
     ap.add_argument("--no-2x", action="store_true", help="skip the 2x file (memory check)")
     ap.add_argument("--out", default="bench-results")
@@ -835,9 +840,12 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "intake.json").write_text(json.dumps(doc, indent=2) + "\n")
+    stem = (
+        "intake" if (args.db, args.transport) == ("sqlite", "sql") else f"intake-{args.db}-{args.transport}"
+    )
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
     table = markdown(doc)
-    (out / "intake.md").write_text("# Intake benchmark\n\n" + table + "\n")
+    (out / f"{stem}.md").write_text("# Intake benchmark\n\n" + table + "\n")
     print(table)
 
 

@@ -18,8 +18,23 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Executable, bindparam, func, insert, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Row,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Insert
 
 from shared.events.catalogue import decode_payload
 from shared.events.envelope import EventEnvelope
@@ -29,7 +44,6 @@ IN_LIST_LIMIT = 1000  # ids per IN (...) list: far below SQLite's and PostgreSQL
 
 # Statements built once: building and cache-keying an expression costs more than running it.
 _INSERT_EVENT = insert(events).returning(events.c.position)
-_INSERT_EVENTS = insert(events).returning(events.c.position, sort_by_parameter_order=True)
 _INSERT_EVENTS_SQLITE = insert(events)
 _INSERT_OUTBOX = insert(outbox)
 _STREAM_VERSION = select(func.coalesce(func.max(events.c.version), 0)).where(
@@ -37,15 +51,64 @@ _STREAM_VERSION = select(func.coalesce(func.max(events.c.version), 0)).where(
 )
 _STREAM_VERSIONS = (
     select(events.c.stream_id, func.max(events.c.version))
-    .where(events.c.stream_id.in_(bindparam("streams", expanding=True)))
+    .where(events.c.stream_id.in_(bindparam("ids", expanding=True)))
     .group_by(events.c.stream_id)
 )
 _FIND_RECORD = select(events.c.position, events.c.content_hash).where(
     events.c.municipality == bindparam("m"), events.c.record_id == bindparam("record")
 )
-_FIND_RECORDS = select(events.c.record_id, events.c.position, events.c.content_hash).where(
-    events.c.municipality == bindparam("m"), events.c.record_id.in_(bindparam("records", expanding=True))
+
+
+def _wanted() -> Any:
+    """`unnest(:ids) AS wanted(id)`: the ids looked up, as a table (PostgreSQL)."""
+    return (
+        func.unnest(bindparam("ids", type_=postgresql.ARRAY(String)))
+        .table_valued("id")
+        .render_derived(name="wanted")
+    )
+
+
+@dataclass(frozen=True)
+class KeyLookup:
+    """Rows of a table whose key (with the municipality) is among many ids, in one statement per
+    IN_LIST_LIMIT ids. Portable: `municipality = :m AND key IN (...)`. On PostgreSQL a lateral
+    join over `unnest(:ids)` instead, which looks every id up in the key's index whatever the
+    planner's statistics say (a table filled by a first big import has none yet, and the IN form
+    is then planned as a scan of the whole municipality for every chunk)."""
+
+    portable: Executable
+    postgres: Executable
+
+    @staticmethod
+    def of(columns: Sequence[Any], municipality: ColumnElement[Any], key: ColumnElement[Any]) -> KeyLookup:
+        portable = select(*columns).where(
+            municipality == bindparam("m"), key.in_(bindparam("ids", expanding=True))
+        )
+        wanted = _wanted()
+        found = select(*columns).where(municipality == bindparam("m"), key == wanted.c.id).lateral("found")
+        return KeyLookup(portable, select(found).select_from(wanted).join(found, true()))
+
+    def rows(self, conn: Connection, municipality: str, ids: Iterable[str]) -> list[Row[Any]]:
+        statement = self.postgres if conn.dialect.name == "postgresql" else self.portable
+        out: list[Row[Any]] = []
+        for piece in pieces(ids):
+            out += conn.execute(statement, {"m": municipality, "ids": piece}).all()
+        return out
+
+
+_FIND_RECORDS = KeyLookup.of(
+    [events.c.record_id, events.c.position, events.c.content_hash], events.c.municipality, events.c.record_id
 )
+
+
+def _stream_versions_pg() -> Executable:
+    """The newest version of each stream named in `:ids` (a correlated max per id: an index lookup)."""
+    wanted = _wanted()
+    newest = select(func.max(events.c.version)).where(events.c.stream_id == wanted.c.id).scalar_subquery()
+    return select(wanted.c.id, func.coalesce(newest, 0)).select_from(wanted)
+
+
+_STREAM_VERSIONS_PG = _stream_versions_pg()
 _LOCK_APPENDS = text("SELECT pg_advisory_xact_lock(727274)")
 _SQLITE_HEAD = "SELECT coalesce(max(position), 0) FROM events"
 
@@ -58,10 +121,15 @@ def run_many(conn: Connection, statement: Executable, rows: Sequence[Mapping[str
 
     On SQLite straight through the driver's executemany, the statement compiled once per set of
     keys: SQLAlchemy's own executemany processes every parameter set in Python, which costs more
-    than SQLite's work. Elsewhere (PostgreSQL: psycopg pipelines it) through SQLAlchemy. Values go
-    to the driver as they are (str, int, bool, bytes, None), so the rows must hold plain values.
+    than SQLite's work. On PostgreSQL an INSERT of many rows is one `INSERT .. SELECT FROM
+    unnest(arrays)` (`_pg_insert_arrays`); an UPDATE goes through SQLAlchemy (psycopg pipelines
+    it). Values go to the driver as they are (str, int, bool, bytes, None): the rows must hold
+    plain values.
     """
     if not rows:
+        return
+    if conn.dialect.name == "postgresql" and isinstance(statement, Insert) and len(rows) > 1:
+        _pg_insert_arrays(conn, statement.table, rows)  # type: ignore[arg-type]
         return
     if conn.dialect.name != "sqlite":
         conn.execute(statement, list(rows) if len(rows) > 1 else rows[0])
@@ -90,6 +158,43 @@ def run_many(conn: Connection, statement: Executable, rows: Sequence[Mapping[str
         _SQLITE_COMPILED[cache_key] = hit
     sql, get, _ = hit
     conn.exec_driver_sql(sql, [get(row) for row in rows])
+
+
+_PG_ARRAY_SQL: dict[tuple[str, tuple[str, ...], str | None], str] = {}
+
+
+def _pg_array_sql(conn: Connection, table: Table, keys: tuple[str, ...], returning: str | None) -> str:
+    """`INSERT INTO table (keys) SELECT .. FROM unnest(:c0::type[], ..) WITH ORDINALITY .. ORDER BY`:
+    one short statement (parsed and planned once) for any number of rows, inserted in the order
+    given. SQLAlchemy's own many-row INSERT writes a statement with a placeholder per value, which
+    psycopg then parses in Python: for 500 events that costs more than PostgreSQL's work."""
+    cache_key = (table.name, keys, returning)
+    sql = _PG_ARRAY_SQL.get(cache_key)
+    if sql is None:
+        preparer = conn.dialect.identifier_preparer
+        arrays = ", ".join(
+            f"CAST(%(c{i})b AS {table.c[k].type.compile(dialect=conn.dialect)}[])" for i, k in enumerate(keys)
+        )
+        names = [preparer.quote(k) for k in keys]
+        row_names = ", ".join(f"r.{n}" for n in names)
+        sql = (
+            f"INSERT INTO {preparer.format_table(table)} ({', '.join(names)}) SELECT {row_names}"
+            f" FROM unnest({arrays}) WITH ORDINALITY AS r({', '.join(names)}, ordinality)"
+            " ORDER BY r.ordinality"
+        )
+        if returning:
+            sql += f" RETURNING {returning}"
+        _PG_ARRAY_SQL[cache_key] = sql
+    return sql
+
+
+def _pg_insert_arrays(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], returning: str | None = None
+) -> Sequence[Row[Any]]:
+    keys = tuple(rows[0])
+    params = {f"c{i}": [row[k] for row in rows] for i, k in enumerate(keys)}
+    result = conn.exec_driver_sql(_pg_array_sql(conn, table, keys, returning), params)
+    return result.all() if returning else []
 
 
 _SAVEPOINT_NAMES = itertools.count(1)
@@ -312,10 +417,15 @@ class EventStore:
                 row["position"] = position
             run_many(conn, _INSERT_EVENTS_SQLITE, rows)
             return positions
-        positions = list(conn.execute(_INSERT_EVENTS, rows).scalars())
-        if len(positions) != len(rows):
+        # PostgreSQL: the rows are inserted in the order given, but match the returned positions to
+        # the rows by event id rather than trust the order RETURNING lists them in.
+        returned: dict[str, int] = {
+            r.event_id: int(r.position)
+            for r in _pg_insert_arrays(conn, events, rows, returning="event_id, position")
+        }
+        if len(returned) != len(rows):
             raise RuntimeError("append_many: the database returned fewer positions than rows")
-        return positions
+        return [returned[row["event_id"]] for row in rows]
 
     def _lock(self, conn: Connection) -> None:
         if self.serialize_appends and conn.dialect.name == "postgresql":
@@ -338,9 +448,10 @@ class EventStore:
     def stream_versions(self, conn: Connection, stream_ids: Iterable[str]) -> dict[str, int]:
         """The current version of each stream (0 for a stream without events)."""
         found: dict[str, int] = {}
+        statement = _STREAM_VERSIONS_PG if conn.dialect.name == "postgresql" else _STREAM_VERSIONS
         for piece in pieces(stream_ids):
             found.update({stream: 0 for stream in piece})
-            found.update((row[0], int(row[1])) for row in conn.execute(_STREAM_VERSIONS, {"streams": piece}))
+            found.update((row[0], int(row[1])) for row in conn.execute(statement, {"ids": piece}))
         return found
 
     def find_record(self, conn: Connection, municipality: str, record_id: str) -> StoredRecord | None:
@@ -351,11 +462,10 @@ class EventStore:
         self, conn: Connection, municipality: str, record_ids: Iterable[str]
     ) -> dict[str, StoredRecord]:
         """The stored records among `record_ids` of the municipality, by record id."""
-        found: dict[str, StoredRecord] = {}
-        for piece in pieces(record_ids):
-            for row in conn.execute(_FIND_RECORDS, {"m": municipality, "records": piece}):
-                found[row.record_id] = StoredRecord(row.position, row.content_hash)
-        return found
+        return {
+            row.record_id: StoredRecord(row.position, row.content_hash)
+            for row in _FIND_RECORDS.rows(conn, municipality, record_ids)
+        }
 
     def read_stream(self, conn: Connection, stream_id: str) -> list[EventEnvelope]:
         rows = conn.execute(

@@ -22,7 +22,7 @@ from services.intake.domain.records import (
 )
 from shared.events.catalogue import ChildRef
 from shared.events.codes import MeasureType
-from shared.eventstore.store import pieces, run_many
+from shared.eventstore.store import KeyLookup, run_many
 
 
 def ts(moment: datetime) -> str:
@@ -152,19 +152,12 @@ def load_state(
 
 # --- the lookup tables as a whole chunk sees them (bulk import) -------------------------------------
 
-_CASES = select(cases).where(
-    cases.c.municipality == _M, cases.c.case_id.in_(bindparam("ids", expanding=True))
+_CASES = KeyLookup.of(list(cases.c), cases.c.municipality, cases.c.case_id)
+_MEASURES = KeyLookup.of(list(measures.c), measures.c.municipality, measures.c.measure_id)
+_UNDERRETNINGER = KeyLookup.of(
+    list(underretninger.c), underretninger.c.municipality, underretninger.c.underretning_id
 )
-_MEASURES = select(measures).where(
-    measures.c.municipality == _M, measures.c.measure_id.in_(bindparam("ids", expanding=True))
-)
-_UNDERRETNINGER = select(underretninger).where(
-    underretninger.c.municipality == _M,
-    underretninger.c.underretning_id.in_(bindparam("ids", expanding=True)),
-)
-_CHILDREN_CASES = select(cases).where(
-    cases.c.municipality == _M, cases.c.child_id.in_(bindparam("ids", expanding=True))
-)
+_CHILDREN_CASES = KeyLookup.of(list(cases.c), cases.c.municipality, cases.c.child_id)
 
 
 def _measure_info(row: Any) -> MeasureInfo:
@@ -192,37 +185,22 @@ def _underretning_info(row: Any) -> UnderretningInfo:
 
 
 def cases_by_id(conn: Connection, municipality: str, case_ids: Iterable[str]) -> dict[str, CaseInfo]:
-    out: dict[str, CaseInfo] = {}
-    for piece in pieces(case_ids):
-        out.update(
-            (r.case_id, _case_info(r)) for r in conn.execute(_CASES, {"m": municipality, "ids": piece})
-        )
-    return out
+    return {r.case_id: _case_info(r) for r in _CASES.rows(conn, municipality, case_ids)}
 
 
 def measures_by_id(conn: Connection, municipality: str, measure_ids: Iterable[str]) -> dict[str, MeasureInfo]:
-    out: dict[str, MeasureInfo] = {}
-    for piece in pieces(measure_ids):
-        rows = conn.execute(_MEASURES, {"m": municipality, "ids": piece})
-        out.update((r.measure_id, _measure_info(r)) for r in rows)
-    return out
+    return {r.measure_id: _measure_info(r) for r in _MEASURES.rows(conn, municipality, measure_ids)}
 
 
 def underretninger_by_id(
     conn: Connection, municipality: str, underretning_ids: Iterable[str]
 ) -> dict[str, UnderretningInfo]:
-    out: dict[str, UnderretningInfo] = {}
-    for piece in pieces(underretning_ids):
-        rows = conn.execute(_UNDERRETNINGER, {"m": municipality, "ids": piece})
-        out.update((r.underretning_id, _underretning_info(r)) for r in rows)
-    return out
+    rows = _UNDERRETNINGER.rows(conn, municipality, underretning_ids)
+    return {r.underretning_id: _underretning_info(r) for r in rows}
 
 
 def cases_of_children(conn: Connection, municipality: str, child_ids: Iterable[str]) -> list[CaseInfo]:
-    out: list[CaseInfo] = []
-    for piece in pieces(child_ids):
-        out += [_case_info(r) for r in conn.execute(_CHILDREN_CASES, {"m": municipality, "ids": piece})]
-    return out
+    return [_case_info(r) for r in _CHILDREN_CASES.rows(conn, municipality, child_ids)]
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -330,16 +308,91 @@ class Changes:
                 pass
 
     def write(self, conn: Connection) -> None:
-        for statement, params in (
-            (_INSERT_UNDERRETNING, self.underretning_rows),
-            (_INSERT_CASE, self.case_rows),
-            (_INSERT_MEASURE, self.measure_rows),
+        run_many(conn, _INSERT_UNDERRETNING, self.underretning_rows)
+        run_many(conn, _INSERT_CASE, self.case_rows)
+        run_many(conn, _INSERT_MEASURE, self.measure_rows)
+        updates = (
             (_LINK_UNDERRETNING, self.links),
             (_ASSIGN, self.assignments),
             (_END_MEASURE, self.measure_ends),
             (_CLOSE_CASE, self.closings),
-        ):
-            run_many(conn, statement, params)
+        )
+        if conn.dialect.name != "postgresql":
+            for statement, params in updates:
+                run_many(conn, statement, params)
+            return
+        # PostgreSQL: one set-based UPDATE per kind (an executemany is a statement per row, and a
+        # prepared statement may keep a plan made while the table was still small: a scan per row).
+        # A set-based UPDATE applies at most one source row per target row, so the updates of one
+        # row are first folded into the one that applying them in order would leave in effect.
+        for statement, params in updates:
+            if len(params) == 1:
+                conn.execute(statement, params[0])
+            elif params:
+                sql, keys, fold = _PG_UPDATES[id(statement)]
+                rows = fold(params)
+                conn.exec_driver_sql(sql, {key: [row[key] for row in rows] for key in keys})
+
+
+def _first_per(*keys: str) -> Any:
+    def fold(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows:
+            out.setdefault(tuple(row[k] for k in keys), row)
+        return list(out.values())
+
+    return fold
+
+
+def _last_per(*keys: str) -> Any:
+    def fold(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list({tuple(row[k] for k in keys): row for row in rows}.values())
+
+    return fold
+
+
+def _newest_assignment(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Assignments applied in order, each only if not older than the case's current one, leave the
+    newest in effect (the later one of equal times); it alone, with the same condition, does too."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["m"], row["c"])
+        if key not in out or row["at"] >= out[key]["at"]:
+            out[key] = row
+    return list(out.values())
+
+
+_PG_UPDATES: dict[int, tuple[str, tuple[str, ...], Any]] = {
+    id(_LINK_UNDERRETNING): (
+        "UPDATE intake_underretninger AS t SET case_id = u.c"
+        " FROM unnest(%(m)b::varchar[], %(u)b::varchar[], %(c)b::varchar[]) AS u(m, u, c)"
+        " WHERE t.municipality = u.m AND t.underretning_id = u.u AND t.case_id IS NULL",
+        ("m", "u", "c"),
+        _first_per("m", "u"),  # only the first link sticks (`case_id IS NULL`)
+    ),
+    id(_ASSIGN): (
+        "UPDATE intake_cases AS t SET caseworker_id = u.w, assigned_at = u.at"
+        " FROM unnest(%(m)b::varchar[], %(c)b::varchar[], %(w)b::varchar[], %(at)b::varchar[])"
+        " AS u(m, c, w, at) WHERE t.municipality = u.m AND t.case_id = u.c"
+        " AND (t.assigned_at IS NULL OR t.assigned_at <= u.at)",
+        ("m", "c", "w", "at"),
+        _newest_assignment,
+    ),
+    id(_END_MEASURE): (
+        "UPDATE intake_measures AS t SET ended = true, ended_at = u.at"
+        " FROM unnest(%(m)b::varchar[], %(x)b::varchar[], %(at)b::varchar[]) AS u(m, x, at)"
+        " WHERE t.municipality = u.m AND t.measure_id = u.x",
+        ("m", "x", "at"),
+        _last_per("m", "x"),
+    ),
+    id(_CLOSE_CASE): (
+        "UPDATE intake_cases AS t SET status = 'closed', closed_at = u.at"
+        " FROM unnest(%(m)b::varchar[], %(c)b::varchar[], %(at)b::varchar[]) AS u(m, c, at)"
+        " WHERE t.municipality = u.m AND t.case_id = u.c",
+        ("m", "c", "at"),
+        _last_per("m", "c"),
+    ),
+}
 
 
 def apply(conn: Connection, municipality: str, record: RecordBase, decision: Accept) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from services.intake.adapters.tables import child_keys, children
 from services.intake.domain.cpr import ChildIdentity
-from shared.eventstore.store import pieces, run_many
+from shared.eventstore.store import KeyLookup, run_many
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,7 @@ class ForgetResult:
 _KNOWN = select(children.c.child_id).where(
     children.c.municipality == bindparam("m"), children.c.child_id == bindparam("child")
 )
-_KNOWN_MANY = select(children.c.child_id).where(
-    children.c.municipality == bindparam("m"), children.c.child_id.in_(bindparam("ids", expanding=True))
-)
+_KNOWN_MANY = KeyLookup.of([children.c.child_id], children.c.municipality, children.c.child_id)
 _INSERT_CHILD = insert(children)
 _INSERT_KEY = insert(child_keys)
 
@@ -124,10 +122,7 @@ class Vault:
     @staticmethod
     def known(conn: Connection, municipality: str, child_ids: Iterable[str]) -> set[str]:
         """Which of the children have a row here (stored, or stored and forgotten)."""
-        found: set[str] = set()
-        for piece in pieces(child_ids):
-            found.update(r[0] for r in conn.execute(_KNOWN_MANY, {"m": municipality, "ids": piece}))
-        return found
+        return {r[0] for r in _KNOWN_MANY.rows(conn, municipality, child_ids)}
 
     @staticmethod
     def store_many(conn: Connection, sealed: Sequence[Sealed]) -> None:
