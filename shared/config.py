@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     kafka_topic: str = Field("underretning.events", description="Topic the outbox relay publishes to.")
     kafka_dlq_topic: str = Field("underretning.events.dlq", description="Dead-letter topic.")
     kafka_partitions: int = Field(6, description="Partitions of the events topic when it is created.")
+    kafka_group_id: str = Field(
+        "", description="Consumer group of this service's projector; empty = `projection-<name>`."
+    )
     auth_jwt_secret: str = Field(DEV_JWT_SECRET, description="HS256 secret for bearer JWTs.")
     auth_jwt_algorithm: Literal["HS256", "RS256"] = Field("HS256", description="JWT algorithm.")
     auth_jwt_public_key: str = Field("", description="PEM public key when the algorithm is RS256.")

@@ -63,6 +63,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Connection, Engine, MetaData, event, func, inspect, select, text
 
 from shared.logs import correlation_id_var, redact, request_id_var
+from shared.messaging.sources import consumer_group
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("http.access")
@@ -573,7 +574,9 @@ class ProjectionMonitor:
         if self.settings.transport == "kafka":
             if self.broker is None:
                 return None, None
-            return self.broker.group_lag(f"projection-{self.name}", self.settings.kafka_topic), None
+            return self.broker.group_lag(
+                consumer_group(self.name, self.settings.kafka_group_id), self.settings.kafka_topic
+            ), None
         from shared.eventstore.schema import events
         from shared.messaging.schema import checkpoints
 

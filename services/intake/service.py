@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from services.intake.adapters import repository as repo
@@ -144,6 +144,21 @@ class _Plan:
     echoes: list[tuple[int, int]] = field(default_factory=list)  # (duplicate, its earlier record)
 
 
+_WRITERS_LOCK = 727276
+
+
+def serialize_writers(conn: Connection) -> None:
+    """On PostgreSQL, intake's writers take turns (a transaction-level advisory lock).
+
+    Under READ COMMITTED a writer could otherwise read a child's state (no open case), see a
+    concurrent writer commit, then read the stream version after that commit and append on top:
+    both would win. Holding the lock from before the first read to the commit closes that gap.
+    SQLite needs nothing: BEGIN IMMEDIATE already lets one writer in at a time.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITERS_LOCK})
+
+
 class IntakeService:
     def __init__(
         self,
@@ -223,6 +238,7 @@ class IntakeService:
         child = self.child(record)
         child_ref = child[0] if child else None
         types = self.measure_types(municipality)
+        serialize_writers(conn)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 with savepoint(conn):
@@ -305,6 +321,7 @@ class IntakeService:
                 outcomes[i] = _failed(i, exc, on_error)
         if not prepared:
             return [o for o in outcomes if o is not None]
+        serialize_writers(conn)
         try:
             plan = self._plan(conn, prepared, outcomes, cids, on_error)
             with savepoint(conn):

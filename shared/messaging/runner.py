@@ -95,6 +95,7 @@ class ProjectionWorker:
                 s.kafka_dlq_topic,
                 self.projection.name,
                 from_beginning=from_beginning,
+                group_id=s.kafka_group_id,
             )
         return SqlLogSource(self.store_engine, self.projection.name, self.batch_size)
 

@@ -178,6 +178,11 @@ class _SeekToBeginning(ConsumerRebalanceListener):
             self.done.update(fresh)
 
 
+def consumer_group(projection: str, configured: str = "") -> str:
+    """The Kafka consumer group of a projection: the configured one, else `projection-<name>`."""
+    return configured or f"projection-{projection}"
+
+
 class KafkaSource:
     """Consumes the events topic in a consumer group named after the projection.
 
@@ -193,11 +198,12 @@ class KafkaSource:
         projection: str,
         *,
         from_beginning: bool = False,
+        group_id: str = "",
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.dlq_topic = dlq_topic
-        self.consumer = make_consumer(bootstrap, group_id=f"projection-{projection}")
+        self.consumer = make_consumer(bootstrap, group_id=group_id or consumer_group(projection))
         if from_beginning:
             self.consumer.subscribe([topic], listener=_SeekToBeginning(self.consumer))
         else:

@@ -115,8 +115,15 @@ def running_stack(transport: str, tmp_path: Path, request: pytest.FixtureRequest
             "kafka_dlq_topic": topic + ".dlq",
         }
     intake_settings = IntakeSettings(**common, run_relay=False)
-    followup_settings = FollowupSettings(**common, database_url=urls["followup"], run_worker=False)
-    li_settings = LedelsesinfoSettings(**common, database_url=urls["ledelsesinfo"], run_worker=False)
+    # A consumer group per stack and projection: a test never waits for a group rebalance around a
+    # consumer another test left behind.
+    groups = {svc: f"{topic}-{svc}" if topic else "" for svc in ("followup", "ledelsesinfo")}
+    followup_settings = FollowupSettings(
+        **common, database_url=urls["followup"], run_worker=False, kafka_group_id=groups["followup"]
+    )
+    li_settings = LedelsesinfoSettings(
+        **common, database_url=urls["ledelsesinfo"], run_worker=False, kafka_group_id=groups["ledelsesinfo"]
+    )
     workers = [
         ProjectionWorker(FollowupProjection(followup_settings), followup_settings, retry_backoff=0.0),
         ProjectionWorker(LedelsesinfoProjection(li_settings.rules()), li_settings, retry_backoff=0.0),
