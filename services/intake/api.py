@@ -127,11 +127,6 @@ def _unavailable(what: str) -> JSONResponse:
     )
 
 
-def _database_down(exc: BaseException) -> bool:
-    """A lost or refused database connection (not a bug in a statement)."""
-    return is_transient(exc)
-
-
 def _representable(moment: datetime) -> bool:
     """An aware time that also exists in UTC (0001-01-01T00:30+01:00 does not)."""
     try:
@@ -231,7 +226,7 @@ async def post_record(request: Request, principal: CurrentPrincipal) -> JSONResp
     try:
         outcome: Outcome = await run_in_threadpool(service.submit, parsed, _correlation_id(request))
     except Exception as exc:  # a database outage (any driver or pool error) becomes a 503
-        if not _database_down(exc):
+        if not is_transient(exc):  # a database outage, not a bug
             raise
         log.warning("intake: event store not reachable: %s", type(exc).__name__)
         return _unavailable("record")
@@ -281,7 +276,7 @@ async def post_bulk(request: Request, principal: CurrentPrincipal) -> StreamingR
         tally.finish(summary.rejected)  # metrics
     except Exception as exc:  # a database outage (any driver or pool error) becomes a 503
         importer.close()
-        if not _database_down(exc):
+        if not is_transient(exc):  # a database outage, not a bug
             raise
         log.warning("intake: event store not reachable during a bulk import: %s", type(exc).__name__)
         return _unavailable("bulk")

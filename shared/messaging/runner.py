@@ -140,7 +140,7 @@ class ProjectionWorker:
         candidates: dict[str, EventEnvelope] = {}
         for item in batch.items:
             if item.envelope is None:
-                self._dead_letter(conn, source, item, item.error or "undecodable")
+                self._dead_letter(conn, item, item.error or "undecodable")
             else:
                 candidates.setdefault(item.envelope.event_id, item.envelope)
         claimed = self._claim(conn, list(candidates))
@@ -199,7 +199,7 @@ class ProjectionWorker:
                         self.retries += 1
                         time.sleep(self.retry_backoff * attempt)
                 else:
-                    self._dead_letter(conn, source, by_id[env.event_id], error)
+                    self._dead_letter(conn, by_id[env.event_id], error)
         return done
 
     def _claim(self, conn: Connection, event_ids: list[str]) -> set[str]:
@@ -217,7 +217,7 @@ class ProjectionWorker:
         result = conn.execute(stmt, [{"projection": name, "event_id": eid} for eid in event_ids])
         return set(result.scalars())
 
-    def _dead_letter(self, conn: Connection, source: Source, item: Item, error: str) -> None:
+    def _dead_letter(self, conn: Connection, item: Item, error: str) -> None:
         name = self.projection.name
         with _correlation(item.correlation_id or (item.envelope.correlation_id if item.envelope else None)):
             log.error("projection %s: dead-lettering %s: %s", name, item.origin or item.position, error)
@@ -453,7 +453,7 @@ def _rebuild_page(
         with worker.engine.begin() as conn:
             for item in items:
                 if item.envelope is None:
-                    worker._dead_letter(conn, source, item, item.error or "undecodable")
+                    worker._dead_letter(conn, item, item.error or "undecodable")
             rebuild(conn, list(children.values()))
         worker._publish_dead_letters(source)
     except Exception as exc:
