@@ -10,7 +10,7 @@ PYTHON     ?= $(shell command -v python3.11 || command -v python3.12 || command 
 EXTRA_DEV  :=
 PYTEST_ARGS ?=
 
-.PHONY: help install python-deps test lint run run-kafka kafka-libs clean-run
+.PHONY: help install python-deps test lint run run-kafka kafka-libs clean-run bench bench-quick
 
 help:
 	@echo "make install    create $(VENV) (Python 3.11), install the project with its dev extra, fetch the Kafka jars"
@@ -18,6 +18,8 @@ help:
 	@echo "make lint       ruff and mypy"
 	@echo "make run        the three services on 127.0.0.1:8001/8002/8003 with the embedded default (SQLite)"
 	@echo "make run-kafka  the same over a local Kafka broker and PostgreSQL started under .run/"
+	@echo "make bench      every benchmark at the issues' scale (1M events rebuilt; under 20 min on 2 cores)"
+	@echo "                into bench-results/bench.json and bench.md; make bench-quick: a small smoke run"
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "python3.11 not found (Debian: apt-get install -y python3.11 python3.11-venv)" >&2; exit 1; }
@@ -63,3 +65,10 @@ clean-run:
 .PHONY: demo
 demo: python-deps
 	VENV_PYTHON=$(abspath $(PY)) deploy/demo.sh
+
+# every benchmark, both modes side by side, one results file (bench-results/bench.json + bench.md)
+bench: install
+	$(PY) -m bench --scale standard --out bench-results
+
+bench-quick: install
+	$(PY) -m bench --scale quick --out bench-results/quick

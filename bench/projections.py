@@ -237,9 +237,6 @@ def run(events: int, out_dir: Path) -> list[dict[str, Any]]:
                          "measured": round(rep[kind], 1), "unit": "ms", "raw": None,
                          "ratio": round(rep[kind] / rep1[kind], 2) if label == "5 years" else None,
                          "target": "< 20 (5y/1y ratio ~1)"})
-    rows.append({"benchmark": "POST /records -> visible in GET /cases p99 at 200 records/s",
-                 "measured": None, "unit": "ms", "raw": None, "ratio": None,
-                 "target": "< 500 (not measured yet)"})
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "projections.json").write_text(json.dumps(
         {"events": n, "scale": scale, "rows": rows, "raw": raw, "followup": fu, "ledelsesinfo": li},
