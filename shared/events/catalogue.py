@@ -13,6 +13,8 @@ reads the newest shape.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable
 from datetime import date
 from typing import Any, ClassVar, Literal, TypeVar
@@ -108,6 +110,15 @@ def upcast(name: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
 def decode_payload(name: str, version: int, data: dict[str, Any]) -> EventPayload:
     """Stored (name, version, data) -> current payload object, upcasting on the way."""
     return payload_class(name).model_validate(upcast(name, version, data))
+
+
+def decode_payload_json(name: str, version: int, text: str | bytes) -> EventPayload:
+    """The same from the stored JSON text: a current version is validated straight from the
+    text by pydantic-core (no intermediate dict), an older one is parsed and upcast."""
+    cls = payload_class(name)
+    if version == cls.schema_version:
+        return cls.model_validate_json(text)
+    return decode_payload(name, version, json.loads(text))
 
 
 # --- the sixteen event types (spec section 3) -------------------------------------------------

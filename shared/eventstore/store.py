@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 
-from shared.events.catalogue import decode_payload
+from shared.events.catalogue import decode_payload_json
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.schema import events, outbox
 
@@ -494,6 +494,7 @@ def _classified(exc: IntegrityError, first: EventEnvelope) -> Exception:
 
 
 def row_to_envelope(row: object) -> EventEnvelope:
+    """An `events` row (selected with all columns) -> its envelope, the payload validated from its text."""
     r = row._mapping  # type: ignore[attr-defined]
     return EventEnvelope(
         event_id=r["event_id"],
@@ -504,6 +505,6 @@ def row_to_envelope(row: object) -> EventEnvelope:
         occurred_at=datetime.fromisoformat(r["occurred_at"]),
         recorded_at=datetime.fromisoformat(r["recorded_at"]),
         correlation_id=r["correlation_id"],
-        payload=decode_payload(r["type"], r["schema_version"], json.loads(r["data"])),
+        payload=decode_payload_json(r["type"], r["schema_version"], r["data"]),
         position=r["position"],
     )
