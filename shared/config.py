@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Literal, TypeVar
 
@@ -48,6 +49,12 @@ class ServiceSettings(BaseSettings):
     kafka_group_id: str = Field(
         "", description="Consumer group of this service's projector; empty = `projection-<name>`."
     )
+    replay_workers: int = Field(
+        0,
+        ge=0,
+        description="Processes a `replay` on the SQL log uses for projections whose rows are per child; "
+        "0 = one per CPU, at most 4.",
+    )
     auth_jwt_secret: str = Field(DEV_JWT_SECRET, description="HS256 secret for bearer JWTs.")
     auth_jwt_algorithm: Literal["HS256", "RS256"] = Field("HS256", description="JWT algorithm.")
     auth_jwt_public_key: str = Field("", description="PEM public key when the algorithm is RS256.")
@@ -55,6 +62,13 @@ class ServiceSettings(BaseSettings):
     @property
     def own_database_url(self) -> str:
         return self.database_url or self.event_store_url
+
+    @property
+    def replay_processes(self) -> int:
+        """`replay_workers`, with 0 resolved to the CPUs (at most 4); 1 for an in-memory SQLite."""
+        if ":memory:" in self.own_database_url or ":memory:" in self.event_store_url:
+            return 1
+        return self.replay_workers or min(4, os.cpu_count() or 1)
 
     @model_validator(mode="after")
     def _no_placeholder_secret_in_production(self) -> ServiceSettings:

@@ -14,7 +14,6 @@ reads the newest shape.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from datetime import date
 from typing import Any, ClassVar, Literal, TypeVar

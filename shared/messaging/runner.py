@@ -11,6 +11,8 @@ runner goes on.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.queues
 import threading
 import time
 from collections import Counter
@@ -355,18 +357,31 @@ def reset_projection(worker: ProjectionWorker) -> None:
         conn.execute(delete(dead_letters).where(dead_letters.c.projection == name))
 
 
-def replay(projection: Projection, settings: ServiceSettings, *, timeout: float = 3600.0) -> int:
+def replay(
+    projection: Projection,
+    settings: ServiceSettings,
+    *,
+    timeout: float = 3600.0,
+    workers: int | None = None,
+) -> int:
     """Rebuild a projection from the beginning of the log (the worker must not be running).
 
     On the SQL transport, a projection with `rebuild_children` is rebuilt child by child
-    (`bulk_replay`); otherwise, and for what the log gained meanwhile, the ordinary runner drains.
+    (`bulk_replay`), by `workers` processes at once (default: the `replay_workers` setting) when
+    the projection declares `parallel_rebuild` (its rows are per child, so processes working on
+    different children never touch the same row); otherwise, and for what the log gained
+    meanwhile, the ordinary runner drains.
     """
     worker = ProjectionWorker(projection, settings, batch_size=5000)
     reset_projection(worker)
     try:
         total = 0
         if settings.transport == "sql" and hasattr(projection, "rebuild_children"):
-            total = bulk_replay(worker)
+            n = workers if workers is not None else settings.replay_processes
+            if n > 1 and getattr(projection, "parallel_rebuild", False):
+                total = parallel_bulk_replay(worker, n)
+            else:
+                total = bulk_replay(worker)
         worker.source(from_beginning=True)
         return total + worker.drain(timeout=timeout)
     finally:
@@ -376,7 +391,14 @@ def replay(projection: Projection, settings: ServiceSettings, *, timeout: float 
 REBUILD_PAGE = 20_000
 
 
-def bulk_replay(worker: ProjectionWorker, page: int = REBUILD_PAGE) -> int:
+def bulk_replay(
+    worker: ProjectionWorker,
+    page: int = REBUILD_PAGE,
+    *,
+    head: int | None = None,
+    streams: tuple[str | None, str | None] = (None, None),
+    checkpoint: bool = True,
+) -> int:
     """Rebuild an empty (reset) projection from the SQL log up to its head, whole children at a time.
 
     Reads the log in (stream, version) order, in pages of about `page` events, and hands the
@@ -387,12 +409,15 @@ def bulk_replay(worker: ProjectionWorker, page: int = REBUILD_PAGE) -> int:
     guarantees each position is applied once. Undecodable rows go to `dead_letters` as in `step`;
     if the projection fails on a page, that page goes through the ordinary event-by-event
     handling (retries, dead letters). Returns the number of events handled.
+    `streams` = (first, end) limits the rebuild to stream ids first <= id < end (either open), and
+    `checkpoint=False` leaves the checkpoint to the caller (`parallel_bulk_replay`).
     """
     projection = worker.projection
     rebuild = projection.rebuild_children  # type: ignore[attr-defined]
     source = SqlLogSource(worker.store_engine, projection.name, page)
-    with worker.store_engine.connect() as conn:
-        head = int(conn.execute(select(func.max(log_events.c.position))).scalar() or 0)
+    if head is None:
+        head = log_head(worker.store_engine)
+    first, end = streams
     total = 0
     after: tuple[str, int] | None = None
     carry: list[Item] = []
@@ -400,6 +425,10 @@ def bulk_replay(worker: ProjectionWorker, page: int = REBUILD_PAGE) -> int:
         stmt = select(log_events).where(log_events.c.position <= head)
         if after is not None:
             stmt = stmt.where(tuple_(log_events.c.stream_id, log_events.c.version) > after)
+        elif first is not None:
+            stmt = stmt.where(log_events.c.stream_id >= first)
+        if end is not None:
+            stmt = stmt.where(log_events.c.stream_id < end)
         stmt = stmt.order_by(log_events.c.stream_id, log_events.c.version).limit(page)
         with worker.store_engine.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -423,9 +452,84 @@ def bulk_replay(worker: ProjectionWorker, page: int = REBUILD_PAGE) -> int:
             total += len(items)
         if last_page:
             break
-    with worker.engine.begin() as conn:
-        source.record_progress(conn, Batch([], last_position=head or None))
+    if checkpoint:
+        with worker.engine.begin() as conn:
+            source.record_progress(conn, Batch([], last_position=head or None))
     return total
+
+
+def log_head(store_engine: Engine) -> int:
+    with store_engine.connect() as conn:
+        return int(conn.execute(select(func.max(log_events.c.position))).scalar() or 0)
+
+
+def stream_boundaries(store_engine: Engine, head: int, parts: int) -> list[str]:
+    """Stream ids that cut the log (up to `head`) into `parts` runs of about equal event counts;
+    a child's events all fall in one run, since the cuts are stream ids."""
+    with store_engine.connect() as conn:
+        count = int(
+            conn.execute(
+                select(func.count()).select_from(log_events).where(log_events.c.position <= head)
+            ).scalar_one()
+        )
+        cuts: list[str] = []
+        for k in range(1, parts):
+            stmt = (
+                select(log_events.c.stream_id)
+                .where(log_events.c.position <= head)
+                .order_by(log_events.c.stream_id, log_events.c.version)
+                .offset(count * k // parts)
+                .limit(1)
+            )
+            cut = conn.execute(stmt).scalar()
+            if cut is not None and (not cuts or cut > cuts[-1]):
+                cuts.append(cut)
+    return cuts
+
+
+def parallel_bulk_replay(worker: ProjectionWorker, processes: int, page: int = REBUILD_PAGE) -> int:
+    """`bulk_replay` by several processes, each over its own run of children (forked: the parent's
+    connections are not reused by a child), then the checkpoint at the head. Only for projections
+    whose rows belong to one child each (`parallel_rebuild`). A failed process fails the replay
+    (run it again: replay starts by resetting the projection)."""
+    head = log_head(worker.store_engine)
+    cuts = stream_boundaries(worker.store_engine, head, processes)
+    runs: list[tuple[str | None, str | None]] = list(zip([None, *cuts], [*cuts, None], strict=True))
+    worker.engine.dispose()
+    worker.store_engine.dispose()
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_replay_run, args=(worker, page, head, run, results), daemon=True)
+        for run in runs[1:]
+    ]
+    for proc in procs:
+        proc.start()
+    total = bulk_replay(worker, page, head=head, streams=runs[0], checkpoint=False)
+    for proc in procs:
+        proc.join()
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"replay of {worker.projection.name}: {len(failed)} process(es) failed")
+    for _ in procs:
+        total += int(results.get(timeout=10))
+    with worker.engine.begin() as conn:
+        SqlLogSource(worker.store_engine, worker.projection.name, page).record_progress(
+            conn, Batch([], last_position=head or None)
+        )
+    return total
+
+
+def _replay_run(
+    worker: ProjectionWorker,
+    page: int,
+    head: int,
+    streams: tuple[str | None, str | None],
+    results: multiprocessing.queues.Queue[int],
+) -> None:
+    worker.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+    worker.store_engine.dispose(close=False)
+    results.put(bulk_replay(worker, page, head=head, streams=streams, checkpoint=False))
 
 
 def _item_of(row: object) -> Item:
