@@ -51,6 +51,18 @@ def below(value: float | None, bound: float) -> bool | None:
     return None if value is None else value < bound
 
 
+def judge(target: str, value: float | None) -> bool | None:
+    """A target written "< 500" or ">= 200" (a number after the operator) against a value."""
+    parts = target.split()
+    if value is None or len(parts) < 2 or parts[0] not in ("<", ">="):
+        return None
+    try:
+        bound = float(parts[1].replace(",", ""))
+    except ValueError:
+        return None
+    return below(value, bound) if parts[0] == "<" else at_least(value, bound)
+
+
 # --- the separate benchmarks' documents -> rows -------------------------------------------------
 
 
@@ -209,7 +221,7 @@ def visibility_rows(rows: Iterable[dict[str, Any]], mode: str) -> list[Row]:
     out: list[Row] = []
     for r in rows:
         target = str(r.get("target") or "")
-        met = below(r.get("measured"), 500) if "500" in target else None
+        met = judge(target, r.get("measured"))
         out.append(
             row(
                 "follow-up",

@@ -111,3 +111,9 @@ def test_markdown_and_side_by_side_pair_the_two_modes() -> None:
     assert not any("visible" in line for line in side)  # only in one mode: not paired
     # met: embedded bulk, memory and p99 (3); production memory and p99 (2); visibility (1)
     assert report.summary(rows) == {"rows": len(rows), "with_target": len(rows), "met": 6}
+
+
+def test_targets_written_as_text_are_judged() -> None:
+    assert report.judge("< 500", 499.0) is True and report.judge("< 500", 500.0) is False
+    assert report.judge(">= 200", 200.0) is True and report.judge(">= 1,000", 999.0) is False
+    assert report.judge("flat", 1.0) is None and report.judge("< 500", None) is None
