@@ -220,6 +220,8 @@ def visibility_rows(rows: Iterable[dict[str, Any]], mode: str) -> list[Row]:
     """bench.visibility: POST /records -> visible in GET /cases at a steady rate."""
     out: list[Row] = []
     for r in rows:
+        if ", p95 " in r["benchmark"] or ", max " in r["benchmark"]:
+            continue  # in the benchmark's own table (parts/visibility.md)
         target = str(r.get("target") or "")
         met = judge(target, r.get("measured"))
         out.append(
@@ -300,6 +302,8 @@ def side_by_side(rows: list[Row]) -> str:
 def _strip_mode(name: str) -> str:
     for tag in (" (embedded SQLite)", " (Kafka + PostgreSQL)", " (embedded)", " (kafka+postgres)"):
         name = name.replace(tag, "")
+    for tag in ("(embedded SQLite; ", "(Kafka + PostgreSQL; "):
+        name = name.replace(tag, "(")
     return name
 
 
