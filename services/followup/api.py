@@ -8,16 +8,18 @@ the same transaction as the read.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from services.followup.projection import FollowupProjection, load_profile_changes, record_profile_change
-from services.followup.queries import caseload, find_case, worklist
+from services.followup.queries import caseload, find_case, worklist_json
 from shared.audit import write_audit
 from shared.auth import (
     CurrentPrincipal,
@@ -30,7 +32,7 @@ from shared.auth import (
 from shared.casework.cadence import HERNING, ProfileChange, ProfileTimeline
 from shared.casework.calendar import TZ
 from shared.casework.deadlines import DEADLINE_LABELS_DA, STATES
-from shared.casework.views import case_view, deadline_view, iso
+from shared.casework.views import case_view, iso
 
 SERVICE = "followup"
 MUNICIPALITY = r"^[0-9]{3}$"
@@ -164,6 +166,49 @@ def _profile_doc(
     }
 
 
+# --------------------------------------------------------------------------- deadlines API models
+
+
+class DeadlineItem(BaseModel):
+    """One deadline of the worklist, with its state at `at` (spec sections 4 and 7)."""
+
+    deadline: str = Field(description="Deadline id: " + ", ".join(DEADLINE_LABELS_DA))
+    label: str = Field(description="Danish label of the deadline")
+    case_id: str | None
+    underretning_id: str | None
+    measure_id: str | None
+    child_id: str = Field(description="Child pseudonym")
+    seq: int = Field(description="Which one of a repeating deadline, from 0")
+    starts_at: str = Field(description="ISO 8601, Copenhagen time with offset")
+    due: str = Field(description="ISO 8601, Copenhagen time with offset")
+    met_at: str | None = Field(description="When met, if by `at`")
+    ended_at: str | None = Field(description="When its measure or case ended, if by `at`")
+    caseworker_id: str | None = Field(description="The case's caseworker at `at`")
+    team_id: str | None
+    state: str = Field(description="State at `at`: " + ", ".join(STATES))
+
+
+class DeadlineScope(BaseModel):
+    team_id: str | None
+    caseworker_id: str | None
+    states: list[str]
+
+
+class DeadlineList(BaseModel):
+    """The worklist: every deadline listed at `at` in the scope, soonest due first (all of them
+    unless `limit`/`offset` page it)."""
+
+    municipality: str
+    at: str
+    scope: DeadlineScope
+    labels: dict[str, str]
+    count: int = Field(description="How many deadlines this answer holds")
+    deadlines: list[DeadlineItem]
+
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
 # --------------------------------------------------------------------------- router
 
 
@@ -193,7 +238,13 @@ def followup_router() -> APIRouter:
             write_audit(conn, principal, [picture.child_id], "GET /cases/{case_id}", SERVICE)
         return view
 
-    @router.get("/deadlines", tags=["deadlines"], summary="The deadline worklist at a moment")
+    @router.get(
+        "/deadlines",
+        tags=["deadlines"],
+        summary="The deadline worklist at a moment",
+        response_model=DeadlineList,
+        response_class=JSONResponse,
+    )
     def get_deadlines(
         request: Request,
         principal: CurrentPrincipal,
@@ -205,8 +256,15 @@ def followup_router() -> APIRouter:
             Query(description="Comma-separated (or repeated): " + ", ".join(STATES) + "; default all"),
         ] = None,
         at: AtQ = None,
-        limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-    ) -> dict[str, Any]:
+        limit: Annotated[
+            int | None,
+            Query(ge=1, le=100_000, description="Paging: at most this many deadlines; default all"),
+        ] = None,
+        offset: Annotated[
+            int,
+            Query(ge=0, le=10_000_000, description="Paging: skip this many deadlines first; default 0"),
+        ] = 0,
+    ) -> Response:
         t = parse_at(at)
         states = parse_states(state)
         if principal.role == "sagsbehandler" and caseworker_id is None:
@@ -215,23 +273,27 @@ def followup_router() -> APIRouter:
         # a teamleder's and a sagsbehandler's view stops at the teams of their token
         teams = frozenset({team_id}) if team_id is not None else visible_teams(principal)
         with _engine(request).begin() as conn:
-            rows = worklist(
-                conn, municipality, t, teams=teams, caseworker_id=caseworker_id, states=states, limit=limit
+            found = worklist_json(
+                conn,
+                municipality,
+                t,
+                teams=teams,
+                caseworker_id=caseworker_id,
+                states=states,
+                limit=limit,
+                offset=offset,
             )
-            items = []
-            for r in rows:
-                doc = deadline_view(r.deadline, t, r.caseworker_id)
-                doc["state"] = r.state
-                items.append(doc)
-            write_audit(conn, principal, [r.deadline.child_id for r in rows], "GET /deadlines", SERVICE)
-        return {
+            write_audit(conn, principal, found.child_ids, "GET /deadlines", SERVICE)
+        head = {
             "municipality": municipality,
             "at": iso(t),
             "scope": {"team_id": team_id, "caseworker_id": caseworker_id, "states": list(states)},
             "labels": DEADLINE_LABELS_DA,
-            "count": len(items),
-            "deadlines": items,
+            "count": len(found.items),
         }
+        # the items are JSON text already: spliced in, not parsed and re-encoded
+        body = _encode_json(head)[:-1] + ',"deadlines":[' + ",".join(found.items) + "]}"
+        return Response(body.encode("utf-8"), media_type="application/json")
 
     @router.get("/caseload", tags=["caseload"], summary="Open cases per caseworker at a moment")
     def get_caseload(

@@ -9,6 +9,10 @@ Deferred mode (`FollowupProjection(settings, deferred=True)`, for a replay): `ap
 events and marks their children in `fu_dirty`; `flush` then derives every marked child once, instead
 of once per batch the child appears in. Marked children are also derived by the next ordinary
 `apply`, so an interrupted replay cannot leave stale rows behind for good.
+
+Rows are written as positional tuples straight to the driver (`services.followup.bulkwrite`), and
+an event's stored body is put together from its fields and its payload's JSON (`event_body`): a
+replay writes every event and every derived row once, so these are its hot paths.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select
 
+from services.followup.bulkwrite import InstantEncoder, insert_many, instant_encoder
 from services.followup.config import Settings
+from services.followup.queries import deadline_doc
 from services.followup.tables import (
     DERIVED_TABLES,
     fu_assignments,
@@ -36,7 +42,7 @@ from shared.casework.cadence import CadenceProfile, ProfileChange, ProfileTimeli
 from shared.casework.calendar import as_utc
 from shared.casework.child import project_child
 from shared.casework.model import ChildPicture
-from shared.casework.views import case_view
+from shared.casework.views import case_view, iso
 from shared.events.envelope import EventEnvelope
 
 CHUNK = 500
@@ -105,9 +111,9 @@ class FollowupProjection:
             known.update(
                 conn.execute(select(fu_events.c.event_id).where(fu_events.c.event_id.in_(chunk))).scalars()
             )
-        rows = [_event_row(env) for eid, env in batch.items() if eid not in known]
-        if rows:
-            conn.execute(insert(fu_events), rows)
+        instant = instant_encoder(conn.dialect)
+        rows = [_event_row(env, instant) for eid, env in batch.items() if eid not in known]
+        insert_many(conn, fu_events, EVENT_COLUMNS, rows)
         touched = {env.stream_id for env in batch.values()}
         if self.deferred:
             self._mark_dirty(conn, touched)
@@ -123,7 +129,9 @@ class FollowupProjection:
         children = [envs for envs in children if envs]
         if not children:
             return
-        conn.execute(insert(fu_events), [_event_row(env) for envs in children for env in envs])
+        instant = instant_encoder(conn.dialect)
+        rows = [_event_row(env, instant) for envs in children for env in envs]
+        insert_many(conn, fu_events, EVENT_COLUMNS, rows)
         by_stream = {envs[0].stream_id: list(envs) for envs in children}
         self._derive(conn, sorted(by_stream), by_stream, replace=False)
 
@@ -202,25 +210,23 @@ class FollowupProjection:
     ) -> None:
         municipalities = {events[0].municipality for events in by_stream.values() if events}
         lookup = self.timeline(conn, municipalities).lookup()
-        case_rows: list[dict[str, Any]] = []
-        deadline_rows: list[dict[str, Any]] = []
-        assignment_rows: list[dict[str, Any]] = []
+        instant = instant_encoder(conn.dialect, memo=True)  # the instants of cases repeat a lot
+        case_rows: list[tuple[Any, ...]] = []
+        deadline_rows: list[tuple[Any, ...]] = []
+        assignment_rows: list[tuple[Any, ...]] = []
         for stream_id in streams:
             events = by_stream.get(stream_id)
             if not events:
                 continue
             picture = project_child(events, lookup, self.settings)
-            _rows_of(picture, case_rows, deadline_rows, assignment_rows)
+            _rows_of(picture, instant, case_rows, deadline_rows, assignment_rows)
         if replace:
             for chunk in _chunks(streams):
                 for table in (fu_cases, fu_deadlines, fu_assignments):
                     conn.execute(delete(table).where(table.c.stream_id.in_(chunk)))
-        if case_rows:
-            conn.execute(insert(fu_cases), case_rows)
-        if deadline_rows:
-            conn.execute(insert(fu_deadlines), deadline_rows)
-        if assignment_rows:
-            conn.execute(insert(fu_assignments), assignment_rows)
+        insert_many(conn, fu_cases, CASE_COLUMNS, case_rows)
+        insert_many(conn, fu_deadlines, DEADLINE_COLUMNS, deadline_rows)
+        insert_many(conn, fu_assignments, ASSIGNMENT_COLUMNS, assignment_rows)
 
     def reproject_since(self, conn: Connection, municipality: str, since: datetime) -> int:
         """Re-derive every child of `municipality` with an event at or after `since` (a profile
@@ -233,76 +239,157 @@ class FollowupProjection:
         return self.reproject(conn, list(conn.execute(stmt).scalars()))
 
 
-def _event_row(env: EventEnvelope) -> dict[str, Any]:
-    return {
-        "event_id": env.event_id,
-        "stream_id": env.stream_id,
-        "municipality": env.municipality,
-        "occurred_at": as_utc(env.occurred_at),
-        "body": json.dumps(env.to_wire(), separators=(",", ":"), ensure_ascii=False),
-    }
+EVENT_COLUMNS = ("event_id", "stream_id", "municipality", "occurred_at", "body")
+CASE_COLUMNS = (
+    "municipality",
+    "case_id",
+    "stream_id",
+    "child_id",
+    "team_id",
+    "caseworker_id",
+    "status",
+    "phase",
+    "opened_at",
+    "closed_at",
+    "caseworker_changes",
+    "detail",
+)
+ASSIGNMENT_COLUMNS = (
+    "municipality",
+    "stream_id",
+    "child_id",
+    "case_id",
+    "team_id",
+    "caseworker_id",
+    "valid_from",
+    "valid_to",
+    "change",
+    "case_opened_at",
+    "case_closed_at",
+)
+DEADLINE_COLUMNS = (
+    "municipality",
+    "stream_id",
+    "child_id",
+    "deadline",
+    "case_id",
+    "underretning_id",
+    "measure_id",
+    "seq",
+    "team_id",
+    "caseworker_id",
+    "starts_at",
+    "due",
+    "met_at",
+    "ended_at",
+    "caseworker_since",
+    "doc",
+)
+
+_string = json.encoder.encode_basestring  # a JSON string literal, as json.dumps(ensure_ascii=False)
+
+
+def event_body(env: EventEnvelope) -> str:
+    """`EventEnvelope.to_wire()` as compact JSON (what `load_events` reads back with `from_wire`),
+    put together from the known fields and the payload's own JSON instead of re-encoding it."""
+    position = "null" if env.position is None else str(int(env.position))
+    payload = env.payload
+    return (
+        f'{{"event_id":{_string(env.event_id)},"stream_id":{_string(env.stream_id)},'
+        f'"version":{int(env.version)},"type":{_string(payload.event_type)},'
+        f'"schema_version":{int(payload.schema_version)},"municipality":{_string(env.municipality)},'
+        f'"record_id":{_string(env.record_id)},"occurred_at":"{env.occurred_at.isoformat()}",'
+        f'"recorded_at":"{env.recorded_at.isoformat()}","correlation_id":{_string(env.correlation_id)},'
+        f'"position":{position},"data":{env.data_json()}}}'
+    )
+
+
+def _event_row(env: EventEnvelope, instant: InstantEncoder) -> tuple[Any, ...]:
+    return (env.event_id, env.stream_id, env.municipality, instant(as_utc(env.occurred_at)), event_body(env))
+
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _rows_of(
     picture: ChildPicture,
-    case_rows: list[dict[str, Any]],
-    deadline_rows: list[dict[str, Any]],
-    assignment_rows: list[dict[str, Any]],
+    instant: InstantEncoder,
+    case_rows: list[tuple[Any, ...]],
+    deadline_rows: list[tuple[Any, ...]],
+    assignment_rows: list[tuple[Any, ...]],
 ) -> None:
+    """The picture's rows of `fu_cases`, `fu_deadlines` and `fu_assignments` (as tuples in the order
+    of CASE_COLUMNS, DEADLINE_COLUMNS and ASSIGNMENT_COLUMNS)."""
     muni, stream_id, child_id = picture.municipality, picture.stream_id, picture.child_id
-    for case in picture.cases.values():
+    cases = picture.cases
+    for case in cases.values():
+        case_id, team_id = case.case_id, case.team_id
+        opened_at, closed_at = instant(case.opened_at), instant(case.closed_at)
+        detail = case_view(picture, case_id)
         case_rows.append(
-            {
-                "municipality": muni,
-                "case_id": case.case_id,
-                "stream_id": stream_id,
-                "child_id": child_id,
-                "team_id": case.team_id,
-                "caseworker_id": case.caseworker_id,
-                "status": case.status,
-                "phase": picture.final_phase(case.case_id),
-                "opened_at": case.opened_at,
-                "closed_at": case.closed_at,
-                "caseworker_changes": case.caseworker_changes,
-                "detail": json.dumps(
-                    case_view(picture, case.case_id), separators=(",", ":"), ensure_ascii=False
-                ),
-            }
+            (
+                muni,
+                case_id,
+                stream_id,
+                child_id,
+                team_id,
+                case.caseworker_id,
+                case.status,
+                detail["phase"],  # picture.final_phase(case_id)
+                opened_at,
+                closed_at,
+                case.caseworker_changes,
+                _compact(detail),
+            )
         )
-        for i, a in enumerate(case.assignments):
-            following = case.assignments[i + 1] if i + 1 < len(case.assignments) else None
+        assignments = case.assignments
+        for i, a in enumerate(assignments):
+            following = assignments[i + 1].assigned_at if i + 1 < len(assignments) else None
             assignment_rows.append(
-                {
-                    "municipality": muni,
-                    "stream_id": stream_id,
-                    "child_id": child_id,
-                    "case_id": case.case_id,
-                    "team_id": case.team_id,
-                    "caseworker_id": a.caseworker_id,
-                    "valid_from": a.assigned_at,
-                    "valid_to": following.assigned_at if following else None,
-                    "change": a.change,
-                    "case_opened_at": case.opened_at,
-                    "case_closed_at": case.closed_at,
-                }
+                (
+                    muni,
+                    stream_id,
+                    child_id,
+                    case_id,
+                    team_id,
+                    a.caseworker_id,
+                    instant(a.assigned_at),
+                    instant(following),
+                    a.change,
+                    opened_at,
+                    closed_at,
+                )
             )
     for d in picture.deadlines:
-        holder = picture.cases.get(d.case_id) if d.case_id is not None else None
+        holder = cases.get(d.case_id) if d.case_id is not None else None
+        last = holder.assignments[-1] if holder is not None and holder.assignments else None
         deadline_rows.append(
-            {
-                "municipality": muni,
-                "stream_id": stream_id,
-                "child_id": child_id,
-                "deadline": d.deadline,
-                "case_id": d.case_id,
-                "underretning_id": d.underretning_id,
-                "measure_id": d.measure_id,
-                "seq": d.seq,
-                "team_id": d.team_id,
-                "caseworker_id": holder.caseworker_id if holder is not None else None,
-                "starts_at": d.starts_at,
-                "due": d.due,
-                "met_at": d.met_at,
-                "ended_at": d.ended_at,
-            }
+            (
+                muni,
+                stream_id,
+                child_id,
+                d.deadline,
+                d.case_id,
+                d.underretning_id,
+                d.measure_id,
+                d.seq,
+                d.team_id,
+                last.caseworker_id if last is not None else None,
+                instant(d.starts_at),
+                instant(d.due),
+                instant(d.met_at),
+                instant(d.ended_at),
+                instant(last.assigned_at) if last is not None else None,
+                deadline_doc(
+                    d.deadline,
+                    d.case_id,
+                    d.underretning_id,
+                    d.measure_id,
+                    d.child_id,
+                    d.seq,
+                    iso(d.starts_at),
+                    iso(d.due),
+                    d.team_id,
+                ),
+            )
         )

@@ -76,6 +76,11 @@ fu_deadlines = Table(
     Column("due", Instant, nullable=False),
     Column("met_at", Instant),
     Column("ended_at", Instant),
+    # since when `caseworker_id` holds the case (its last assignment); None: no assignment
+    Column("caseworker_since", Instant),
+    # the worklist document's members that do not depend on the moment (JSON, without braces);
+    # None on rows derived before the column existed (the API then renders them from the columns)
+    Column("doc", Text),
     Index("ix_fu_deadlines_stream", "stream_id"),
     Index("ix_fu_deadlines_municipality_team_due", "municipality", "team_id", "due"),
     Index("ix_fu_deadlines_municipality_caseworker_due", "municipality", "caseworker_id", "due"),

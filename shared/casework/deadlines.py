@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from shared.casework.calendar import as_utc
 
@@ -58,6 +58,25 @@ State = Literal["upcoming", "due_soon", "overdue", "met_on_time", "met_late"]
 STATES: Final[tuple[str, ...]] = ("upcoming", "due_soon", "overdue", "met_on_time", "met_late")
 OPEN_STATES: Final[frozenset[str]] = frozenset({"upcoming", "due_soon", "overdue"})
 DUE_SOON_WINDOW: Final[timedelta] = timedelta(days=7)
+
+_I = TypeVar("_I", datetime, str)
+
+
+def state_of(t: _I, soon: _I, starts_at: _I, due: _I, met_at: _I | None, ended_at: _I | None) -> State | None:
+    """The state rule of the module doc on bare values (`Deadline.state_at` uses it; the worklist
+    query uses it on database rows): `t` the moment, `soon` = `t + DUE_SOON_WINDOW`. The instants
+    may be aware datetimes or any other values that compare in time order (all of the same kind)."""
+    if t < starts_at:
+        return None
+    if met_at is not None and met_at <= t and (ended_at is None or met_at <= ended_at):
+        return "met_on_time" if met_at <= due else "met_late"
+    if ended_at is not None and ended_at <= t:
+        return None
+    if due < t:
+        return "overdue"
+    if due <= soon:
+        return "due_soon"
+    return "upcoming"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +117,7 @@ class Deadline:
     def state_at(self, t: datetime) -> State | None:
         """The state at `t`, or `None` when the deadline is not listed at `t` (see module doc)."""
         t = as_utc(t)
-        if t < self.starts_at:
-            return None
-        met = self._met_at_effective()
-        if met is not None and met <= t:
-            return "met_on_time" if met <= self.due else "met_late"
-        if self.ended_at is not None and self.ended_at <= t:
-            return None
-        if self.due < t:
-            return "overdue"
-        if self.due <= t + DUE_SOON_WINDOW:
-            return "due_soon"
-        return "upcoming"
+        return state_of(t, t + DUE_SOON_WINDOW, self.starts_at, self.due, self.met_at, self.ended_at)
 
     def overdue_span(self) -> tuple[datetime, datetime | None] | None:
         """When the deadline is overdue, as `(since, until)` (`until` None: still open), or `None`

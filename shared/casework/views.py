@@ -8,7 +8,7 @@ form stored in the projection).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.casework.calendar import TZ, as_utc
@@ -24,8 +24,25 @@ from shared.casework.model import (
 )
 
 
+class _IsoMemo(dict[datetime, str]):
+    """Rendered instants, by instant. Only UTC instants are kept (equal UTC values are the same
+    instant); a lookup with another zone finds the same instant's text, or renders it. Bounded."""
+
+    def __missing__(self, at: datetime) -> str:
+        text = at.astimezone(TZ).isoformat()
+        if at.tzinfo is UTC:
+            if len(self) >= 65536:
+                self.clear()
+            self[at] = text
+        return text
+
+
+_ISO = _IsoMemo()
+
+
 def iso(at: datetime | None) -> str | None:
-    return None if at is None else at.astimezone(TZ).isoformat()
+    """The instant in Copenhagen time with its offset, e.g. `2026-11-20T12:00:00+01:00`."""
+    return None if at is None else _ISO[at]
 
 
 def _upto(at: datetime | None, t: datetime | None) -> datetime | None:
