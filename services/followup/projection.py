@@ -95,6 +95,8 @@ class FollowupProjection:
 
     name = "followup"
     metadata = metadata
+    # every derived row belongs to one child (profiles are only read): replay may run in processes
+    parallel_rebuild = True
 
     def __init__(self, settings: Settings | None = None, *, deferred: bool = False) -> None:
         self.settings = settings or Settings()  # type: ignore[call-arg]  # read from the environment

@@ -10,6 +10,7 @@ runner goes on.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import multiprocessing.queues
@@ -412,6 +413,31 @@ def bulk_replay(
     `streams` = (first, end) limits the rebuild to stream ids first <= id < end (either open), and
     `checkpoint=False` leaves the checkpoint to the caller (`parallel_bulk_replay`).
     """
+    with _few_collections():
+        return _bulk_replay(worker, page, head=head, streams=streams, checkpoint=checkpoint)
+
+
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """A rebuild makes millions of short-lived objects that reference counting frees; the cyclic
+    collector's frequent young-generation passes over them cost as much as decoding. Run it
+    rarely meanwhile (what survives a page is little), and as before afterwards."""
+    before = gc.get_threshold()
+    gc.set_threshold(200_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _bulk_replay(
+    worker: ProjectionWorker,
+    page: int,
+    *,
+    head: int | None,
+    streams: tuple[str | None, str | None],
+    checkpoint: bool,
+) -> int:
     projection = worker.projection
     rebuild = projection.rebuild_children  # type: ignore[attr-defined]
     source = SqlLogSource(worker.store_engine, projection.name, page)
