@@ -1,11 +1,26 @@
 """The ledelsesinfo projection: keeps the period buckets of every scope up to date, incrementally.
 
-apply(): store the new events; for each child touched in the batch, load the set of all its events,
-recompute its contributions (domain/contributions.py, over the shared engine's `project_child`), and
-add (new - old) to the buckets. Because a child's contributions depend only on the set of its events,
-and the buckets are integer sums of the children's contributions, the end state is the same whatever
-the arrival order or the batching; a late record (a DUBU backfill) simply changes the child's
-contributions in the past periods it touches.
+apply(): store the new events; for each child that gained events in the batch, take the set of its
+stored events and the set with the new ones, compute the contributions of both
+(domain/contributions.py, over the shared engine's `project_child`), and add (new - old) to the
+buckets. Because a child's contributions depend only on the set of its events, and the buckets are
+integer sums of the children's contributions, the end state is the same whatever the arrival order
+or the batching; a late record (a DUBU backfill) simply changes the child's contributions in the
+past periods it touches.
+
+rebuild_children() (bulk replay into a reset projection) adds a whole page of children into one
+mapping per municipality and writes the sums: the same tables, row for row, as `apply`.
+
+The buckets are stored packed (tables.packed): one row per (municipality, kind, team, caseworker,
+mode, position) holding its non-zero (bucket, code, value) entries, sorted; a row with no entries
+is deleted. So the tables are a function of the sums alone (a replay and the live projection give
+the same rows), a report reads one row per position it needs, and a rebuild writes about a sixth of
+the rows one row per (bucket, code) would take. Adding changes reads the touched rows, adds, and
+writes them back; writers are serialised (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a transaction
+advisory lock), so concurrent workers cannot lose an update.
+
+All bulk writes go straight to the driver (`exec_driver_sql` with positional tuples, `?` on SQLite,
+`%s` on psycopg 3): SQLAlchemy's per-row parameter processing would cost more than the figures.
 """
 
 from __future__ import annotations
@@ -13,22 +28,34 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, delete, select
 
 from services.ledelsesinfo import tables
-from services.ledelsesinfo.domain.contributions import POINT, Bucket, Contributions, child_contributions
-from services.ledelsesinfo.domain.fenwick import update_nodes
+from services.ledelsesinfo.domain.contributions import (
+    POINT,
+    STATE,
+    Bucket,
+    add_contributions,
+)
+from services.ledelsesinfo.domain.fenwick import node_sums
+from services.ledelsesinfo.domain.periods import PeriodKind
 from shared.casework.cadence import ProfileLookup, default_lookup
+from shared.casework.child import project_child
 from shared.casework.rules import DefaultRules, RuleSettings
+from shared.events.catalogue import decode_payload_json
 from shared.events.envelope import EventEnvelope
 
 T = TypeVar("T")
-RowKey = tuple[str, str, str, str, int, str, str]  # municipality, kind, team, caseworker, pos, bucket, code
+Group = tuple[str, str, str, str, str, int]  # a packed row: municipality, kind, team, caseworker, mode, pos
+Entry = tuple[str, str, int]  # bucket, code, value
+Deltas = dict[str, defaultdict[Bucket, int]]  # municipality -> contribution key -> change
 CHUNK = 500
+WRITE_CHUNK = 20_000
+PACKED_KEY = ("municipality", "kind", "team_id", "caseworker_id", "mode", "pos")
+WRITER_LOCK = 0x6C656465  # PostgreSQL advisory lock id of the ledelsesinfo writers ("lede")
 
 
 def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -36,37 +63,71 @@ def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[i:i + size]
 
 
-def encode_contributions(c: Contributions) -> str:
-    return json.dumps(sorted([*k, v] for k, v in c.items()), separators=(",", ":"))
+# --- the stored event form -----------------------------------------------------------------
+
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_DOC_FORM = 1  # a compact list; rows written before it hold the dict of EventEnvelope.to_wire()
 
 
-def decode_contributions(text: str) -> Contributions:
-    out: Contributions = {}
-    for mode, kind, period, team, cw, bucket, key, value in json.loads(text):
-        out[(mode, kind, int(period), team, cw, bucket, key)] = int(value)
-    return out
+def encode_event(e: EventEnvelope) -> str:
+    """The stored `doc` of an event: a JSON list of the envelope's fields (stream and municipality
+    are columns) with the payload's JSON text, cheaper to write and to read than the wire dict."""
+    return _json([_DOC_FORM, e.event_id, e.version, e.record_id, e.occurred_at.isoformat(),
+                  e.recorded_at.isoformat(), e.correlation_id, e.type, e.schema_version, e.position,
+                  e.data_json()])
 
 
-def upsert_add(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET value = value + excluded.value."""
-    if not rows:
-        return
-    pk = [c.name for c in table.primary_key.columns]
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table)
-        add = {"value": table.c.value + pg.excluded.value}
-        stmt: Any = pg.on_conflict_do_update(index_elements=pk, set_=add)
-    else:
-        lt = sqlite.insert(table)
-        stmt = lt.on_conflict_do_update(index_elements=pk, set_={"value": table.c.value + lt.excluded.value})
-    conn.execute(stmt, rows)
+def decode_event(stream_id: str, municipality: str, doc: str) -> EventEnvelope:
+    """A stored `doc` (either form) -> the envelope."""
+    if doc.startswith("{"):
+        return EventEnvelope.from_wire(json.loads(doc))
+    _form, event_id, version, record_id, occurred, recorded, correlation, typ, schema, position, data = (
+        json.loads(doc)
+    )
+    return EventEnvelope(
+        event_id=event_id,
+        stream_id=stream_id,
+        version=int(version),
+        municipality=municipality,
+        record_id=record_id,
+        occurred_at=datetime.fromisoformat(occurred),
+        recorded_at=datetime.fromisoformat(recorded),
+        correlation_id=correlation,
+        payload=decode_payload_json(typ, int(schema), data),
+        position=position,
+    )
 
 
-def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    stmt = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-    conn.execute(stmt.on_conflict_do_nothing(), rows)
+# --- driver-level statements ----------------------------------------------------------------
+
+
+def _mark(conn: Connection) -> str:
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    for chunk in _chunks(rows, WRITE_CHUNK):
+        conn.exec_driver_sql(sql, list(chunk))
+
+
+def _insert_events(conn: Connection, events: Iterable[EventEnvelope]) -> None:
+    rows = [(e.event_id, e.stream_id, e.municipality, encode_event(e)) for e in events]
+    if rows:
+        m = _mark(conn)
+        _executemany(conn, f"INSERT INTO {tables.events.name} (event_id, stream_id, municipality, doc) "
+                           f"VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (event_id) DO NOTHING", rows)
+
+
+def _insert_children(conn: Connection, rows: list[tuple[str, str]]) -> None:
+    if rows:
+        m = _mark(conn)
+        _executemany(conn, f"INSERT INTO {tables.children.name} (stream_id, municipality) VALUES ({m}, {m}) "
+                           "ON CONFLICT (stream_id) DO NOTHING", sorted(rows))
+
+
+def _has_rows(conn: Connection, table: str, municipality: str) -> bool:
+    sql = f"SELECT 1 FROM {table} WHERE municipality = {_mark(conn)} LIMIT 1"
+    return conn.exec_driver_sql(sql, (municipality,)).first() is not None
 
 
 class LedelsesinfoProjection:
@@ -88,54 +149,57 @@ class LedelsesinfoProjection:
     def apply(self, conn: Connection, events: Sequence[EventEnvelope]) -> None:
         if not events:
             return
-        insert_ignore(conn, tables.events, [_event_row(e) for e in events])
-        streams = sorted({e.stream_id for e in events})
-        in_batch = {e.event_id: e for e in events}
-        point_delta: defaultdict[RowKey, int] = defaultdict(int)
-        state_delta: defaultdict[RowKey, int] = defaultdict(int)
-        child_rows: list[tuple[str, str, str, bool]] = []
-        for chunk in _chunks(streams):
-            by_stream = self._load_events(conn, chunk, in_batch)
-            old = {
-                r.stream_id: r.contributions
-                for r in conn.execute(
-                    select(tables.children.c.stream_id, tables.children.c.contributions)
-                    .where(tables.children.c.stream_id.in_(chunk))
-                )
-            }
+        batch: dict[str, dict[str, EventEnvelope]] = defaultdict(dict)  # stream -> event id -> event
+        for e in events:
+            batch[e.stream_id].setdefault(e.event_id, e)
+        deltas: Deltas = {}
+        for chunk in _chunks(sorted(batch)):
+            stored = self._load_events(conn, chunk)
+            new_events: list[EventEnvelope] = []
+            new_children: list[tuple[str, str]] = []
             for stream in chunk:
-                envs = by_stream.get(stream, [])
-                if not envs:
-                    continue
-                municipality = envs[0].municipality
-                new = child_contributions(envs, self.profile_lookup, self.rules)
-                before = decode_contributions(old[stream]) if stream in old else {}
-                self._diff(municipality, before, new, point_delta, state_delta)
-                child_rows.append((stream, municipality, encode_contributions(new), stream in old))
-        self._write_buckets(conn, tables.points, "period", point_delta)
-        self._write_buckets(conn, tables.state, "node", state_delta)
-        self._write_children(conn, child_rows)
+                old_events = list(stored.get(stream, {}).values())
+                added = [e for eid, e in batch[stream].items() if eid not in stored.get(stream, {})]
+                if not added:
+                    continue  # redelivered events: the child's set, and so its figures, are unchanged
+                new_events.extend(added)
+                municipality = added[0].municipality
+                data = deltas.get(municipality)
+                if data is None:
+                    data = deltas[municipality] = defaultdict(int)
+                if old_events:
+                    before: defaultdict[Bucket, int] = defaultdict(int)
+                    add_contributions(project_child(old_events, self.profile_lookup, self.rules), before)
+                    for k, v in before.items():
+                        data[k] -= v
+                else:
+                    new_children.append((stream, municipality))
+                add_contributions(project_child([*old_events, *added], self.profile_lookup, self.rules), data)
+            _insert_events(conn, new_events)
+            _insert_children(conn, new_children)
+        _write_packed(conn, deltas)
 
     def rebuild_children(self, conn: Connection, children: Sequence[Sequence[EventEnvelope]]) -> None:
         """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
         the complete set of one child's events, none of them stored yet (no child row either).
-        Stores the events, computes each child's contributions once and adds them to the buckets:
-        the same tables as `apply`."""
+        Stores the events and the child rows, adds every child's contributions into one mapping per
+        municipality and writes the sums once: the same rows as `apply` (the log is read in stream
+        order, so a municipality's children come in one page or a few pages in a row)."""
         children = [envs for envs in children if envs]
         if not children:
             return
-        insert_ignore(conn, tables.events, [_event_row(e) for envs in children for e in envs])
-        point_delta: defaultdict[RowKey, int] = defaultdict(int)
-        state_delta: defaultdict[RowKey, int] = defaultdict(int)
-        child_rows: list[tuple[str, str, str, bool]] = []
-        for envs in sorted(children, key=lambda envs: envs[0].stream_id):
+        deltas: Deltas = {}
+        child_rows: list[tuple[str, str]] = []
+        for envs in children:
             municipality = envs[0].municipality
-            new = child_contributions(envs, self.profile_lookup, self.rules)
-            self._diff(municipality, {}, new, point_delta, state_delta)
-            child_rows.append((envs[0].stream_id, municipality, encode_contributions(new), False))
-        self._write_buckets(conn, tables.points, "period", point_delta)
-        self._write_buckets(conn, tables.state, "node", state_delta)
-        self._write_children(conn, child_rows)
+            data = deltas.get(municipality)
+            if data is None:
+                data = deltas[municipality] = defaultdict(int)
+            add_contributions(project_child(envs, self.profile_lookup, self.rules), data)
+            child_rows.append((envs[0].stream_id, municipality))
+        _insert_events(conn, (e for envs in children for e in envs))
+        _insert_children(conn, child_rows)
+        _write_packed(conn, deltas)
 
     def reset(self, conn: Connection) -> None:
         for table in tables.DERIVED:
@@ -144,89 +208,96 @@ class LedelsesinfoProjection:
     # --- helpers ---------------------------------------------------------------------------
 
     @staticmethod
-    def _load_events(conn: Connection, streams: Sequence[str], in_batch: dict[str, EventEnvelope]
-                     ) -> dict[str, list[EventEnvelope]]:
-        out: dict[str, list[EventEnvelope]] = defaultdict(list)
+    def _load_events(conn: Connection, streams: Sequence[str]) -> dict[str, dict[str, EventEnvelope]]:
+        """stream -> event id -> the stored event."""
+        out: dict[str, dict[str, EventEnvelope]] = defaultdict(dict)
+        t = tables.events
         rows = conn.execute(
-            select(tables.events.c.event_id, tables.events.c.stream_id, tables.events.c.doc)
-            .where(tables.events.c.stream_id.in_(streams))
+            select(t.c.event_id, t.c.stream_id, t.c.municipality, t.c.doc).where(t.c.stream_id.in_(streams))
         )
-        for r in rows:
-            env = in_batch.get(r.event_id) or EventEnvelope.from_wire(json.loads(r.doc))
-            out[r.stream_id].append(env)
+        for event_id, stream_id, municipality, doc in rows:
+            out[stream_id][event_id] = decode_event(stream_id, municipality, doc)
         return out
 
-    @staticmethod
-    def _diff(municipality: str, before: Contributions, after: Contributions,
-              point_delta: defaultdict[RowKey, int], state_delta: defaultdict[RowKey, int]) -> None:
-        if before:
-            changes: dict[Bucket, int] = {}
-            for k in before.keys() | after.keys():
-                d = after.get(k, 0) - before.get(k, 0)
-                if d:
-                    changes[k] = d
+
+# --- the packed bucket rows ------------------------------------------------------------------
+
+
+def _write_packed(conn: Connection, deltas: Deltas) -> None:
+    """Add the contribution changes to the packed rows: read the touched rows (none for a
+    municipality without rows yet: the usual case in a rebuild), add, and write back the rows that
+    changed; a row whose entries all came to 0 is deleted. Entries are sorted and non-zero, so equal
+    sums give equal rows."""
+    groups: dict[Group, list[Entry]] = {}
+    for municipality, data in deltas.items():
+        _pack(municipality, data, groups)
+    if not groups:
+        return
+    m = _mark(conn)
+    t = tables.packed.name
+    cols = ", ".join(PACKED_KEY)
+    if conn.dialect.name == "postgresql":  # serialise the writers: each row is read, added to, written
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+    known = {mu for mu in deltas if _has_rows(conn, t, mu)}
+    existing: dict[Group, str] = {}
+    for chunk in _chunks(sorted(g for g in groups if g[0] in known)):
+        values = ", ".join([f"({', '.join([m] * 6)})"] * len(chunk))
+        rows = conn.exec_driver_sql(f"SELECT {cols}, doc FROM {t} WHERE ({cols}) IN (VALUES {values})",
+                                    tuple(x for g in chunk for x in g))
+        for r in rows:
+            existing[cast(Group, tuple(r[:6]))] = r[6]
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    removed: list[tuple[Any, ...]] = []
+    for g, entries in sorted(groups.items()):
+        old = existing.get(g)
+        if old is None:
+            inserts.append((*g, _json(sorted(entries))))
+            continue
+        sums: defaultdict[tuple[str, str], int] = defaultdict(int)
+        for bucket, code, v in json.loads(old):
+            sums[(bucket, code)] += v
+        for bucket, code, v in entries:
+            sums[(bucket, code)] += v
+        merged = sorted((b, c, v) for (b, c), v in sums.items() if v)
+        if merged:
+            updates.append((_json(merged), *g))
         else:
-            changes = after
-        for (mode, kind, period, team, cw, bucket, key), d in changes.items():
-            if not d:
-                continue
-            if mode == POINT:
-                point_delta[(municipality, kind, team, cw, period, bucket, key)] += d
+            removed.append(g)
+    key = " AND ".join(f"{c} = {m}" for c in PACKED_KEY)
+    _executemany(conn, f"INSERT INTO {t} ({cols}, doc) VALUES ({', '.join([m] * 7)})", inserts)
+    _executemany(conn, f"UPDATE {t} SET doc = {m} WHERE {key}", updates)
+    _executemany(conn, f"DELETE FROM {t} WHERE {key}", removed)
+
+
+def _pack(municipality: str, data: dict[Bucket, int], groups: dict[Group, list[Entry]]) -> None:
+    """A municipality's contribution changes as entries of packed rows, added to `groups`: a point
+    change at its period, the state changes of each (bucket, code) summed into their Fenwick nodes;
+    no zero entries."""
+    series: dict[tuple[str, str, str, str, str], dict[int, int]] = {}
+    get = groups.get
+    for (mode, kind, period, team, cw, bucket, key), d in data.items():
+        if not d:
+            continue
+        if mode == POINT:
+            g = (municipality, kind, team, cw, POINT, period)
+            entries = get(g)
+            if entries is None:
+                groups[g] = [(bucket, key, d)]
             else:
-                for node in _update_nodes(kind, period):
-                    state_delta[(municipality, kind, team, cw, node, bucket, key)] += d
-
-    @staticmethod
-    def _write_buckets(conn: Connection, table: Table, position: str, delta: dict[RowKey, int]) -> None:
-        """Add the deltas (one executemany straight to the driver: these are the bulk of the writes),
-        then remove the rows that came down to zero, so equal sums give equal tables (a Fenwick node
-        can be negative, so any touched row may have reached zero)."""
-        rows = [(*key, v) for key, v in sorted(delta.items()) if v]
-        if not rows:
-            return
-        mark = "?" if conn.dialect.name == "sqlite" else "%s"
-        cols = ["municipality", "kind", "team_id", "caseworker_id", position, "bucket", "code"]
-        name = table.name
-        upsert = (
-            f"INSERT INTO {name} ({', '.join(cols)}, value) VALUES ({', '.join([mark] * 8)}) "
-            f"ON CONFLICT ({', '.join(cols)}) DO UPDATE SET value = {name}.value + excluded.value"
-        )
-        zero = (
-            f"DELETE FROM {name} WHERE "
-            + " AND ".join(f"{c} = {mark}" for c in cols)
-            + " AND value = 0"
-        )
-        for chunk in _chunks(rows, 20000):
-            conn.exec_driver_sql(upsert, list(chunk))
-        for chunk in _chunks(rows, 20000):
-            conn.exec_driver_sql(zero, [r[:7] for r in chunk])
-
-    @staticmethod
-    def _write_children(conn: Connection, rows: Iterable[tuple[str, str, str, bool]]) -> None:
-        rows = list(rows)
-        updates = [{"b_stream": s, "b_contributions": c} for s, _m, c, existed in rows if existed]
-        inserts = [{"stream_id": s, "municipality": m, "contributions": c} for s, m, c, existed in rows
-                   if not existed]
-        if updates:
-            conn.execute(
-                tables.children.update()
-                .where(tables.children.c.stream_id == _bind("stream"))
-                .values(contributions=_bind("contributions")),
-                updates,
-            )
-        if inserts:
-            conn.execute(tables.children.insert(), inserts)
-
-
-_update_nodes = lru_cache(maxsize=65536)(update_nodes)
-
-
-def _event_row(e: EventEnvelope) -> dict[str, Any]:
-    return {"event_id": e.event_id, "stream_id": e.stream_id, "municipality": e.municipality,
-            "doc": json.dumps(e.to_wire(), separators=(",", ":"), ensure_ascii=False)}
-
-
-def _bind(name: str) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(f"b_{name}")
+                entries.append((bucket, key, d))
+        else:
+            sk = (kind, team, cw, bucket, key)
+            changes = series.get(sk)
+            if changes is None:
+                series[sk] = {period: d}
+            else:
+                changes[period] = d
+    for (kind, team, cw, bucket, key), changes in series.items():
+        for node, v in node_sums(cast(PeriodKind, kind), changes).items():
+            g = (municipality, kind, team, cw, STATE, node)
+            entries = get(g)
+            if entries is None:
+                groups[g] = [(bucket, key, v)]
+            else:
+                entries.append((bucket, key, v))

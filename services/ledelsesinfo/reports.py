@@ -87,6 +87,13 @@ class _Reader:
     def __init__(self, kind: PeriodKind, index: int, points: Points, state: State, now: datetime) -> None:
         self.kind, self.index, self.points, self.state = kind, index, points, state
         self.now_epoch = int(now.timestamp())
+        # indexed once, so a report costs the rows it reads (not rows x figures)
+        self._points_by: dict[tuple[int, str], dict[str, int]] = {}
+        for (p, bk, c), v in points.items():
+            self._points_by.setdefault((p, bk), {})[c] = v
+        self._state_by: dict[str, dict[str, int]] = {}
+        for (bk, c), v in state.items():
+            self._state_by.setdefault(bk, {})[c] = v
 
     def pt(self, bucket: str, code: str = "", index: int | None = None) -> int:
         return self.points.get((self.index if index is None else index, bucket, code), 0)
@@ -96,10 +103,10 @@ class _Reader:
 
     def point_codes(self, bucket: str, index: int | None = None) -> dict[str, int]:
         i = self.index if index is None else index
-        return {c: v for (p, bk, c), v in self.points.items() if p == i and bk == bucket}
+        return dict(self._points_by.get((i, bucket), {}))
 
     def state_codes(self, bucket: str) -> dict[str, int]:
-        return {c: v for (bk, c), v in self.state.items() if bk == bucket}
+        return dict(self._state_by.get(bucket, {}))
 
     def on_time_share(self, bucket: str) -> Cell:
         """Met on time / (met, or still waiting and past the deadline when the report is made)."""

@@ -1,10 +1,10 @@
 """The ledelsesinfo tables (SQLAlchemy Core), on the service's own database.
 
-- `ledelsesinfo_events`: every event of every child, in its wire form (the projection's own copy, so
-  a child can be recomputed from the set of its events without the event store).
-- `ledelsesinfo_children`: each child's current contributions (JSON), to subtract when it changes.
-- `ledelsesinfo_points`: point buckets per (municipality, kind, team, caseworker, period, bucket, code).
-- `ledelsesinfo_state`: Fenwick nodes of the state buckets (see domain/fenwick.py).
+- `ledelsesinfo_events`: every event of every child (the projection's own copy, so a child can be
+  recomputed from the set of its events without the event store); `doc` is projection.encode_event.
+- `ledelsesinfo_children`: the children seen, per municipality.
+- `ledelsesinfo_packed`: the buckets, one row per (municipality, kind, team, caseworker, mode,
+  position): the point buckets of a period, the Fenwick nodes of the state buckets.
 - `ledelsesinfo_population`: children per municipality and year (loaded data, not derived: a replay
   keeps it).
 Scope columns use "" for "all": ("", "") is the municipality, (team, "") a team, (team, caseworker) a
@@ -13,7 +13,7 @@ caseworker.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -32,29 +32,25 @@ children = Table(
     metadata,
     Column("stream_id", String(200), primary_key=True),
     Column("municipality", String(3), nullable=False),
-    Column("contributions", Text, nullable=False),
     Index("ix_ledelsesinfo_children_municipality", "municipality"),
 )
 
 
-def _bucket_table(name: str, position: str) -> Table:
-    return Table(
-        name,
-        metadata,
-        Column("municipality", String(3), primary_key=True),
-        Column("kind", String(1), primary_key=True),
-        Column("team_id", String(100), primary_key=True),
-        Column("caseworker_id", String(100), primary_key=True),
-        Column(position, Integer, primary_key=True, autoincrement=False),
-        Column("bucket", String(64), primary_key=True),
-        Column("code", String(100), primary_key=True),
-        Column("value", BigInteger, nullable=False),
-        Index(f"ix_{name}_caseworker", "municipality", "kind", "caseworker_id", position),
-    )
-
-
-points = _bucket_table("ledelsesinfo_points", "period")
-state = _bucket_table("ledelsesinfo_state", "node")
+# The buckets: one row per (municipality, kind, team, caseworker, mode, position) with all its
+# non-zero (bucket, code, value) entries in `doc` (a sorted JSON list): mode "p" the points of a
+# period, mode "s" a Fenwick node of the state changes (domain/fenwick.py).
+packed = Table(
+    "ledelsesinfo_packed",
+    metadata,
+    Column("municipality", String(3), primary_key=True),
+    Column("kind", String(1), primary_key=True),
+    Column("team_id", String(100), primary_key=True),
+    Column("caseworker_id", String(100), primary_key=True),
+    Column("mode", String(1), primary_key=True),
+    Column("pos", Integer, primary_key=True, autoincrement=False),
+    Column("doc", Text, nullable=False),
+    Index("ix_ledelsesinfo_packed_caseworker", "municipality", "kind", "caseworker_id", "mode", "pos"),
+)
 
 population = Table(
     "ledelsesinfo_population",
@@ -65,4 +61,4 @@ population = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-DERIVED = (events, children, points, state)
+DERIVED = (events, children, packed)

@@ -134,8 +134,8 @@ def caseworker_segments(
 
 
 class _Acc:
-    def __init__(self) -> None:
-        self.data: defaultdict[Bucket, int] = defaultdict(int)
+    def __init__(self, data: defaultdict[Bucket, int] | None = None) -> None:
+        self.data: defaultdict[Bucket, int] = data if data is not None else defaultdict(int)
         self._periods: dict[datetime, tuple[int, int]] = {}  # instant -> (week, month); a child reuses them
 
     def index(self, kind: PeriodKind, at: datetime) -> int:
@@ -203,9 +203,6 @@ class _Acc:
                     self.data[(STATE, kind, self.index(kind, s), t, c, bucket, key)] += value
                     if e is not None:
                         self.data[(STATE, kind, self.index(kind, e), t, c, bucket, key)] -= value
-
-    def result(self) -> Contributions:
-        return {k: v for k, v in self.data.items() if v != 0}
 
 
 def _union(intervals: Sequence[tuple[datetime, datetime | None]]) -> list[tuple[datetime, datetime | None]]:
@@ -446,16 +443,23 @@ def _repeat_notifications(acc: _Acc, pic: ChildPicture) -> None:
     acc.distinct_points(MONTH, "repeat_notification_children_12m", items)
 
 
-def contributions_of(pic: ChildPicture) -> Contributions:
-    """The contributions of a child's picture (from the shared case-work engine)."""
-    acc = _Acc()
+def add_contributions(pic: ChildPicture, data: defaultdict[Bucket, int]) -> None:
+    """Add the contributions of a child's picture to `data` (which may hold other children's sums:
+    the bulk rebuild adds a whole page of children into one mapping). Entries may come to 0."""
+    acc = _Acc(data)
     _underretninger(acc, pic)
     _cases(acc, pic)
     _overdue(acc, pic, pic.deadlines)
     _measures(acc, pic)
     _waitlists(acc, pic)
     _repeat_notifications(acc, pic)
-    return acc.result()
+
+
+def contributions_of(pic: ChildPicture) -> Contributions:
+    """The contributions of a child's picture (from the shared case-work engine)."""
+    data: defaultdict[Bucket, int] = defaultdict(int)
+    add_contributions(pic, data)
+    return {k: v for k, v in data.items() if v != 0}
 
 
 def child_contributions(

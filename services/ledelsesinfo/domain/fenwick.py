@@ -12,6 +12,8 @@ outside the range is clamped to its end (nothing real happens before 1970 or aft
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Mapping
 from typing import Final
 
 from services.ledelsesinfo.domain.periods import PeriodKind
@@ -40,4 +42,30 @@ def prefix_nodes(kind: PeriodKind, index: int) -> list[int]:
     while i > 0:
         out.append(i)
         i -= i & -i
+    return out
+
+
+def node_sums(kind: PeriodKind, changes: Mapping[int, int]) -> dict[int, int]:
+    """The non-zero node values of a tree holding `changes` (period -> change): the same as adding
+    each change to its `update_nodes`, but each node is computed once, from prefix sums (a node `n`
+    holds the changes in periods (n - lowbit(n), n], one-based), however many changes share it."""
+    size = SIZE[kind]
+    summed: dict[int, int] = {}
+    for index, d in changes.items():
+        i = _one_based(kind, index)
+        summed[i] = summed.get(i, 0) + d
+    order = sorted(summed)
+    prefix = [0]
+    for i in order:
+        prefix.append(prefix[-1] + summed[i])
+    touched: set[int] = set()
+    for i in order:
+        while i <= size and i not in touched:
+            touched.add(i)
+            i += i & -i
+    out: dict[int, int] = {}
+    for n in touched:
+        v = prefix[bisect_right(order, n)] - prefix[bisect_right(order, n - (n & -n))]
+        if v:
+            out[n] = v
     return out
