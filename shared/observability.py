@@ -884,6 +884,51 @@ def install(app: FastAPI, service: str, settings: Any) -> Observability:
     return ops
 
 
+def install_projector_service(
+    app: FastAPI,
+    service: str,
+    settings: Any,
+    engine: Engine,
+    projection_name: str,
+    tables: MetaData,
+    collectors: Sequence[Collector] = (),
+) -> Observability:
+    """`install` for a service whose projection feeds its API (follow-up, ledelsesinfo): request
+    middleware and GET /metrics, the projection's lag and counters (`app.state.projection_monitor`,
+    reading `app.state.worker`), the broker probe on Kafka, and GET /ready over the database,
+    the tables (outside production), the broker and the projection's lag."""
+    ops = install(app, service, settings)
+    broker = broker_probe(settings)
+    if broker is not None:
+        ops.on_close(broker.close)
+    monitor = ProjectionMonitor(
+        projection_name,
+        settings,
+        engine,
+        worker=lambda: app.state.worker,
+        broker=broker,
+        max_lag=settings.ready_max_lag,
+        cache_seconds=settings.ready_cache_seconds,
+    )
+    ops.on_close(monitor.close)
+    app.state.projection_monitor = monitor
+    ops.add_collector(FunctionCollector("projection", monitor.collect))
+    for collector in collectors:
+        ops.add_collector(collector)
+    add_ready_route(
+        app,
+        Readiness(
+            service,
+            engine,
+            tables=[tables],  # checked only without Alembic (outside production)
+            environment=settings.environment,
+            broker=broker,
+            extra=[("projection", monitor.check)],
+        ),
+    )
+    return ops
+
+
 def broker_probe(settings: Any) -> BrokerProbe | None:
     if settings.transport != "kafka":
         return None

@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Dialect, Engine, delete, insert, select
 
 from services.followup.bulkwrite import InstantEncoder, insert_many, instant_encoder
 from services.followup.config import Settings
@@ -38,7 +39,7 @@ from services.followup.tables import (
     fu_profiles,
     metadata,
 )
-from shared.casework.cadence import CadenceProfile, ProfileChange, ProfileTimeline
+from shared.casework.cadence import CadenceProfile, ProfileChange, ProfileLookup, ProfileTimeline
 from shared.casework.calendar import as_utc
 from shared.casework.child import project_child
 from shared.casework.model import ChildPicture
@@ -124,18 +125,38 @@ class FollowupProjection:
         self.reproject(conn, touched | set(backlog))
         self._clear_dirty(conn, [*backlog, *touched] if backlog else [])
 
-    def rebuild_children(self, conn: Connection, children: Sequence[Sequence[EventEnvelope]]) -> None:
-        """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
-        the complete set of one child's events, none of them stored yet. Stores them and derives
-        each child once, the same rows `apply` would give."""
+    def prepare_children(
+        self, engine: Engine, children: Sequence[Sequence[EventEnvelope]]
+    ) -> PreparedChildren:
+        """The rows a bulk rebuild writes for these children (each entry the complete set of one
+        child's events), computed outside the writing transaction: the runner calls this before
+        it opens it, so processes rebuilding other children meanwhile are not held up on SQLite's
+        single writer lock. Reads only the cadence profiles, in a short transaction of its own."""
         children = [envs for envs in children if envs]
-        if not children:
-            return
-        instant = instant_encoder(conn.dialect)
-        rows = [_event_row(env, instant) for envs in children for env in envs]
-        insert_many(conn, fu_events, EVENT_COLUMNS, rows)
+        with engine.connect() as conn:
+            lookup = self.timeline(conn, {envs[0].municipality for envs in children}).lookup()
+        return self._prepared(engine.dialect, lookup, children)
+
+    def rebuild_children(
+        self, conn: Connection, children: Sequence[Sequence[EventEnvelope]] | PreparedChildren
+    ) -> None:
+        """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
+        the complete set of one child's events, none of them stored yet (or what `prepare_children`
+        made of them). Stores them and derives each child once, the same rows `apply` would give."""
+        if not isinstance(children, PreparedChildren):
+            children = [envs for envs in children if envs]
+            lookup = self.timeline(conn, {envs[0].municipality for envs in children}).lookup()
+            children = self._prepared(conn.dialect, lookup, children)
+        insert_many(conn, fu_events, EVENT_COLUMNS, children.events)
+        _write_rows(conn, children.derived)
+
+    def _prepared(
+        self, dialect: Dialect, lookup: ProfileLookup, children: list[Sequence[EventEnvelope]]
+    ) -> PreparedChildren:
+        instant = instant_encoder(dialect)
+        events = [_event_row(env, instant) for envs in children for env in envs]
         by_stream = {envs[0].stream_id: list(envs) for envs in children}
-        self._derive(conn, sorted(by_stream), by_stream, replace=False)
+        return PreparedChildren(events, self._derived_rows(dialect, lookup, sorted(by_stream), by_stream))
 
     def flush(self, engine: Engine, chunk: int = CHUNK) -> int:
         """Derive every child marked in deferred mode, one transaction per `chunk` children."""
@@ -212,23 +233,30 @@ class FollowupProjection:
     ) -> None:
         municipalities = {events[0].municipality for events in by_stream.values() if events}
         lookup = self.timeline(conn, municipalities).lookup()
-        instant = instant_encoder(conn.dialect, memo=True)  # the instants of cases repeat a lot
-        case_rows: list[tuple[Any, ...]] = []
-        deadline_rows: list[tuple[Any, ...]] = []
-        assignment_rows: list[tuple[Any, ...]] = []
+        derived = self._derived_rows(conn.dialect, lookup, streams, by_stream)
+        if replace:
+            for chunk in _chunks(streams):
+                for table in (fu_cases, fu_deadlines, fu_assignments):
+                    conn.execute(delete(table).where(table.c.stream_id.in_(chunk)))
+        _write_rows(conn, derived)
+
+    def _derived_rows(
+        self,
+        dialect: Dialect,
+        lookup: ProfileLookup,
+        streams: list[str],
+        by_stream: dict[str, list[EventEnvelope]],
+    ) -> DerivedRows:
+        """Pure: the case, deadline and assignment rows of these children."""
+        instant = instant_encoder(dialect, memo=True)  # the instants of cases repeat a lot
+        rows = DerivedRows([], [], [])
         for stream_id in streams:
             events = by_stream.get(stream_id)
             if not events:
                 continue
             picture = project_child(events, lookup, self.settings)
-            _rows_of(picture, instant, case_rows, deadline_rows, assignment_rows)
-        if replace:
-            for chunk in _chunks(streams):
-                for table in (fu_cases, fu_deadlines, fu_assignments):
-                    conn.execute(delete(table).where(table.c.stream_id.in_(chunk)))
-        insert_many(conn, fu_cases, CASE_COLUMNS, case_rows)
-        insert_many(conn, fu_deadlines, DEADLINE_COLUMNS, deadline_rows)
-        insert_many(conn, fu_assignments, ASSIGNMENT_COLUMNS, assignment_rows)
+            _rows_of(picture, instant, rows.cases, rows.deadlines, rows.assignments)
+        return rows
 
     def reproject_since(self, conn: Connection, municipality: str, since: datetime) -> int:
         """Re-derive every child of `municipality` with an event at or after `since` (a profile
@@ -239,6 +267,27 @@ class FollowupProjection:
             .distinct()
         )
         return self.reproject(conn, list(conn.execute(stmt).scalars()))
+
+
+@dataclass(slots=True)
+class DerivedRows:
+    cases: list[tuple[Any, ...]]
+    deadlines: list[tuple[Any, ...]]
+    assignments: list[tuple[Any, ...]]
+
+
+@dataclass(slots=True)
+class PreparedChildren:
+    """What `prepare_children` computed for a page of children: rows ready for the driver."""
+
+    events: list[tuple[Any, ...]]
+    derived: DerivedRows
+
+
+def _write_rows(conn: Connection, rows: DerivedRows) -> None:
+    insert_many(conn, fu_cases, CASE_COLUMNS, rows.cases)
+    insert_many(conn, fu_deadlines, DEADLINE_COLUMNS, rows.deadlines)
+    insert_many(conn, fu_assignments, ASSIGNMENT_COLUMNS, rows.assignments)
 
 
 EVENT_COLUMNS = ("event_id", "stream_id", "municipality", "occurred_at", "body")

@@ -410,7 +410,9 @@ def bulk_replay(
     guarantees each position is applied once. Undecodable rows go to `dead_letters` as in `step`;
     if the projection fails on a page, that page goes through the ordinary event-by-event
     handling (retries, dead letters). Returns the number of events handled.
-    `streams` = (first, end) limits the rebuild to stream ids first <= id < end (either open), and
+    A projection may also have `prepare_children(engine, children)`: the runner calls it before
+    the page's transaction and hands its result to `rebuild_children` instead (the pure work then
+    runs while other processes write). `streams` = (first, end) limits the rebuild to stream ids first <= id < end (either open), and
     `checkpoint=False` leaves the checkpoint to the caller (`parallel_bulk_replay`).
     """
     with _few_collections():
@@ -571,7 +573,7 @@ def _item_of(row: object) -> Item:
 def _rebuild_page(
     worker: ProjectionWorker,
     source: SqlLogSource,
-    rebuild: Callable[[Connection, list[list[EventEnvelope]]], None],
+    rebuild: Callable[[Connection, object], None],
     items: list[Item],
 ) -> None:
     children: dict[str, list[EventEnvelope]] = {}
@@ -579,12 +581,17 @@ def _rebuild_page(
         if item.envelope is not None:
             children.setdefault(item.key, []).append(item.envelope)
     worker._pending_dead_letters.clear()
+    prepare = getattr(worker.projection, "prepare_children", None)
     try:
+        # the projection's pure work before the writing transaction (SQLite has one writer)
+        work: object = list(children.values())
+        if prepare is not None:
+            work = prepare(worker.engine, work)
         with worker.engine.begin() as conn:
             for item in items:
                 if item.envelope is None:
                     worker._dead_letter(conn, item, item.error or "undecodable")
-            rebuild(conn, list(children.values()))
+            rebuild(conn, work)
         worker._publish_dead_letters(source)
     except Exception as exc:
         if is_transient(exc):
