@@ -54,32 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "service": "ledelsesinfo"}
 
     # operations: request ids, metrics, readiness (shared/observability.py)
-    ops = observability.install(app, "ledelsesinfo", settings)
-    broker = observability.broker_probe(settings)
-    if broker is not None:
-        ops.on_close(broker.close)
-    monitor = observability.ProjectionMonitor(
-        LedelsesinfoProjection.name,
-        settings,
-        engine,
-        worker=lambda: app.state.worker,
-        broker=broker,
-        max_lag=settings.ready_max_lag,
-        cache_seconds=settings.ready_cache_seconds,
-    )
-    ops.on_close(monitor.close)
-    app.state.projection_monitor = monitor
-    ops.add_collector(observability.FunctionCollector("projection", monitor.collect))
-    observability.add_ready_route(
-        app,
-        observability.Readiness(
-            "ledelsesinfo",
-            engine,
-            tables=[tables.metadata],  # checked only without Alembic (outside production)
-            environment=settings.environment,
-            broker=broker,
-            extra=[("projection", monitor.check)],
-        ),
+    ops = observability.install_projector_service(
+        app, "ledelsesinfo", settings, engine, LedelsesinfoProjection.name, tables.metadata
     )
 
     return app

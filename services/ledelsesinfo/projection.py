@@ -28,10 +28,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from services.ledelsesinfo import tables
 from services.ledelsesinfo.domain.contributions import (
@@ -110,8 +111,25 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) ->
         conn.exec_driver_sql(sql, list(chunk))
 
 
+@dataclass(slots=True)
+class PreparedChildren:
+    """What `LedelsesinfoProjection.prepare_children` computed for a page of children."""
+
+    events: list[tuple[str, str, str, str]]
+    child_rows: list[tuple[str, str]]
+    deltas: Deltas
+    groups: dict[Group, list[Entry]]
+
+
+def _event_row(e: EventEnvelope) -> tuple[str, str, str, str]:
+    return (e.event_id, e.stream_id, e.municipality, encode_event(e))
+
+
 def _insert_events(conn: Connection, events: Iterable[EventEnvelope]) -> None:
-    rows = [(e.event_id, e.stream_id, e.municipality, encode_event(e)) for e in events]
+    _insert_event_rows(conn, [_event_row(e) for e in events])
+
+
+def _insert_event_rows(conn: Connection, rows: list[tuple[str, str, str, str]]) -> None:
     if rows:
         m = _mark(conn)
         _executemany(conn, f"INSERT INTO {tables.events.name} (event_id, stream_id, municipality, doc) "
@@ -132,6 +150,8 @@ def _has_rows(conn: Connection, table: str, municipality: str) -> bool:
 
 class LedelsesinfoProjection:
     """Implements shared.messaging.projection.Projection."""
+
+    parallel_rebuild = True  # child rows are per child; packed rows are added to under the writer lock
 
     name = "ledelsesinfo"
     metadata = tables.metadata
@@ -179,15 +199,13 @@ class LedelsesinfoProjection:
             _insert_children(conn, new_children)
         _write_packed(conn, deltas)
 
-    def rebuild_children(self, conn: Connection, children: Sequence[Sequence[EventEnvelope]]) -> None:
-        """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
-        the complete set of one child's events, none of them stored yet (no child row either).
-        Stores the events and the child rows, adds every child's contributions into one mapping per
-        municipality and writes the sums once: the same rows as `apply` (the log is read in stream
-        order, so a municipality's children come in one page or a few pages in a row)."""
+    def prepare_children(
+        self, engine: Engine, children: Sequence[Sequence[EventEnvelope]]
+    ) -> PreparedChildren:
+        """The pure part of `rebuild_children`, which the runner calls before it opens the page's
+        writing transaction (so replay processes overlap on SQLite's single writer): the encoded
+        events, the child rows and the packed entries of the page's summed contributions."""
         children = [envs for envs in children if envs]
-        if not children:
-            return
         deltas: Deltas = {}
         child_rows: list[tuple[str, str]] = []
         for envs in children:
@@ -197,9 +215,23 @@ class LedelsesinfoProjection:
                 data = deltas[municipality] = defaultdict(int)
             add_contributions(project_child(envs, self.profile_lookup, self.rules), data)
             child_rows.append((envs[0].stream_id, municipality))
-        _insert_events(conn, (e for envs in children for e in envs))
-        _insert_children(conn, child_rows)
-        _write_packed(conn, deltas)
+        events = [_event_row(e) for envs in children for e in envs]
+        return PreparedChildren(events, child_rows, deltas, _packed_groups(deltas))
+
+    def rebuild_children(
+        self, conn: Connection, children: Sequence[Sequence[EventEnvelope]] | PreparedChildren
+    ) -> None:
+        """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
+        the complete set of one child's events, none of them stored yet (no child row either), or
+        what `prepare_children` made of them. Stores the events and the child rows, adds every
+        child's contributions into one mapping per municipality and writes the sums once: the same
+        rows as `apply`. The packed rows are read, added to and written under the writer lock, so
+        processes rebuilding different children at once (`parallel_rebuild`) lose no update."""
+        prepared = children if isinstance(children, PreparedChildren) else self.prepare_children(
+            conn.engine, children)
+        _insert_event_rows(conn, prepared.events)
+        _insert_children(conn, prepared.child_rows)
+        _write_packed(conn, prepared.deltas, prepared.groups)
 
     def reset(self, conn: Connection) -> None:
         for table in tables.DERIVED:
@@ -223,14 +255,21 @@ class LedelsesinfoProjection:
 # --- the packed bucket rows ------------------------------------------------------------------
 
 
-def _write_packed(conn: Connection, deltas: Deltas) -> None:
-    """Add the contribution changes to the packed rows: read the touched rows (none for a
-    municipality without rows yet: the usual case in a rebuild), add, and write back the rows that
-    changed; a row whose entries all came to 0 is deleted. Entries are sorted and non-zero, so equal
-    sums give equal rows."""
+def _packed_groups(deltas: Deltas) -> dict[Group, list[Entry]]:
+    """Pure: the contribution changes as entries of packed rows."""
     groups: dict[Group, list[Entry]] = {}
     for municipality, data in deltas.items():
         _pack(municipality, data, groups)
+    return groups
+
+
+def _write_packed(conn: Connection, deltas: Deltas, groups: dict[Group, list[Entry]] | None = None) -> None:
+    """Add the contribution changes to the packed rows: read the touched rows (none for a
+    municipality without rows yet: the usual case in a rebuild), add, and write back the rows that
+    changed; a row whose entries all came to 0 is deleted. Entries are sorted and non-zero, so equal
+    sums give equal rows. `groups`: `_packed_groups(deltas)` when already computed."""
+    if groups is None:
+        groups = _packed_groups(deltas)
     if not groups:
         return
     m = _mark(conn)
