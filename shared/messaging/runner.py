@@ -412,8 +412,9 @@ def bulk_replay(
     handling (retries, dead letters). Returns the number of events handled.
     A projection may also have `prepare_children(engine, children)`: the runner calls it before
     the page's transaction and hands its result to `rebuild_children` instead (the pure work then
-    runs while other processes write). `streams` = (first, end) limits the rebuild to stream ids first <= id < end (either open), and
-    `checkpoint=False` leaves the checkpoint to the caller (`parallel_bulk_replay`).
+    runs while other processes write). `streams` = (first, end) limits the rebuild to stream ids
+    first <= id < end (either open), and `checkpoint=False` leaves the checkpoint to the caller
+    (`parallel_bulk_replay`).
     """
     with _few_collections():
         return _bulk_replay(worker, page, head=head, streams=streams, checkpoint=checkpoint)
