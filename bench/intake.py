@@ -16,7 +16,8 @@ What it measures, all in one run on one machine (loopback only, every loop bound
 2. The same file through HTTP `POST /records/bulk` (uvicorn, 1 worker, in a subprocess), streamed;
    the server's peak RSS (VmHWM) is reported too.
 3. Single `POST /records` under concurrent load: uvicorn with 1 worker in a subprocess, `--clients`
-   threads with keep-alive httpx clients, `--posts` requests in all (each thread posts whole
+   threads with keep-alive HTTP clients (`--client raw`: a minimal socket client whose own CPU is
+   small; `--client httpx`), `--posts` requests in all (each thread posts whole
    families of records in order, so every record is valid when it arrives); records/s, p50, p99.
    Raw baseline: a bare DBAPI insert of one event row per transaction (commit each) into the same
    database, as many rows as were posted.
@@ -405,7 +406,11 @@ def worker_bulk(args: argparse.Namespace) -> None:
     engine = make_engine(settings.event_store_url)
     create_tables(engine)
     service = IntakeService(engine, settings)
+    from services.intake.__main__ import long_lived_frozen
+
     rss_before = peak_rss_kib()
+    frozen = long_lived_frozen()  # as `python -m services.intake import` does
+    frozen.__enter__()
     importer = BulkImport(service, MUNICIPALITY)
     splitter = LineSplitter(settings.max_line_bytes)
     t0 = time.perf_counter()
@@ -416,6 +421,7 @@ def worker_bulk(args: argparse.Namespace) -> None:
     summary = importer.finish()
     results = sum(1 for _ in importer.results())
     seconds = time.perf_counter() - t0
+    frozen.__exit__(None, None, None)
     importer.close()
     engine.dispose()
     out: dict[str, Any] = {
@@ -567,12 +573,87 @@ def http_bulk(
 # --- 3. single POST /records under concurrent load ---------------------------------------------------------
 
 
+class RawClient:
+    """A minimal keep-alive HTTP/1.1 client over one socket: the load generator's own CPU stays
+    small (httpx spends several times what the server does per request, and on a 2-core machine
+    that, not the server, would set the pace). A connection idle for a while (the server closes
+    those: uvicorn after 5 s) is opened again before the next request."""
+
+    IDLE_SECONDS = 2.0
+
+    def __init__(self, base_url: str, authorization: str) -> None:
+        host, port = base_url.removeprefix("http://").rsplit(":", 1)
+        self.address = (host, int(port))
+        self.head = (
+            f"Host: {host}:{port}\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\n"
+        ).encode()
+        self.sock: socket.socket | None = None
+        self.last_used = 0.0
+        self.buf = b""
+
+    def _connect(self) -> socket.socket:
+        self.close()
+        sock = socket.create_connection(self.address, timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock, self.buf = sock, b""
+        return sock
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        sock = self.sock
+        if sock is None or time.monotonic() - self.last_used > self.IDLE_SECONDS:
+            sock = self._connect()
+        sock.sendall(
+            b"POST "
+            + path.encode()
+            + b" HTTP/1.1\r\n"
+            + self.head
+            + b"Content-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            self._recv(sock)
+        head, self.buf = self.buf[:end], self.buf[end + 4 :]
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"transfer-encoding":
+                raise RuntimeError("RawClient: chunked responses are not expected here")
+        while len(self.buf) < length:
+            self._recv(sock)
+        answer, self.buf = self.buf[:length], self.buf[length:]
+        self.last_used = time.monotonic()
+        return status, answer
+
+    def _recv(self, sock: socket.socket) -> None:
+        block = sock.recv(65536)
+        if not block:
+            raise ConnectionError("RawClient: the server closed the connection")
+        self.buf += block
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
 def load_test(
-    url: str, transport: str, log_level: str, base: Path, posts: int, clients: int, max_seconds: float
+    url: str,
+    transport: str,
+    log_level: str,
+    base: Path,
+    posts: int,
+    clients: int,
+    max_seconds: float,
+    client_kind: str = "raw",
 ) -> dict[str, Any]:
     import httpx
 
-    auth = {"Authorization": f"Bearer {token()}"}
+    authorization = f"Bearer {token()}"
     latencies: list[list[float]] = [[] for _ in range(clients)]
     statuses: list[dict[int, int]] = [{} for _ in range(clients)]
     lock = threading.Lock()
@@ -591,10 +672,22 @@ def load_test(
 
         def client(n: int) -> None:
             try:
-                with httpx.Client(base_url=base_url, headers=auth, timeout=30.0) as http:
+                if client_kind == "raw":
+                    raw = RawClient(base_url, authorization)
+                    post = lambda body: raw.post("/records", body)[0]  # noqa: E731
+                    close = raw.close
+                else:
+                    http = httpx.Client(
+                        base_url=base_url,
+                        headers={"Authorization": authorization, "Content-Type": "application/json"},
+                        timeout=30.0,
+                    )
+                    post = lambda body: http.post("/records", content=body).status_code  # noqa: E731
+                    close = http.close
+                try:
                     families = families_for(n, clients, "l")
                     for rec in next(families):  # warm-up: one family, not timed
-                        http.post("/records", json=rec)
+                        post(json.dumps(rec).encode())
                     start.wait()
                     for fam in families:
                         for rec in fam:
@@ -602,11 +695,11 @@ def load_test(
                                 return
                             body = json.dumps(rec).encode()
                             t0 = time.perf_counter()
-                            resp = http.post(
-                                "/records", content=body, headers={"Content-Type": "application/json"}
-                            )
+                            code = post(body)
                             latencies[n].append(time.perf_counter() - t0)
-                            statuses[n][resp.status_code] = statuses[n].get(resp.status_code, 0) + 1
+                            statuses[n][code] = statuses[n].get(code, 0) + 1
+                finally:
+                    close()
             except BaseException as exc:  # reported below
                 errors.append(exc)
                 start.abort()
@@ -637,6 +730,7 @@ def load_test(
         "p99_ms": 1000 * percentile(all_lat, 0.99),
         "max_ms": 1000 * all_lat[-1] if all_lat else None,
         "clients": clients,
+        "client": client_kind,
         "clients_that_posted": sum(1 for lat in latencies if lat),
         "server_peak_rss_kib": server_rss,
     }
@@ -757,13 +851,16 @@ def run_single(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str
     """3. single POST /records under concurrent load"""
     url = dbs.fresh("single")
     la = load_avg()
-    s = load_test(url, args.transport, args.log_level, base, args.posts, args.clients, args.max_seconds)
+    s = load_test(
+        url, args.transport, args.log_level, base, args.posts, args.clients, args.max_seconds, args.client
+    )
     print(f"bench.intake: single POST {s}", file=sys.stderr)
     raw_s, raw_lat = raw_single(url, min(s["accepted"], args.posts))
     raw_lat.sort()
     raw_p50, raw_p99 = 1000 * percentile(raw_lat, 0.5), 1000 * percentile(raw_lat, 0.99)
     return {
-        "benchmark": f"single POST /records, {args.clients} concurrent clients (uvicorn, 1 worker)",
+        "benchmark": f"single POST /records, {args.clients} concurrent clients ({args.client} HTTP client;"
+        " uvicorn, 1 worker)",
         "records": s["accepted"],
         "records_per_s": _rate(s["accepted"], s["seconds"]),
         "p50_ms": round(s["p50_ms"], 2),
@@ -808,6 +905,13 @@ def main() -> None:
     ap.add_argument("--pg-url", help="an existing PostgreSQL server (else one is started for --db postgres)")
     ap.add_argument("--posts", type=int, default=20_000, help="single POST requests in all")
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the single POST test")
+    ap.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="HTTP client of the single POST load: a minimal keep-alive socket client (default; its own"
+        " CPU is small) or httpx (several times the server's CPU per request: on 2 cores it sets the pace)",
+    )
     ap.add_argument("--max-seconds", type=float, default=300.0, help="time bound of the single POST test")
     ap.add_argument("--log-level", default="WARNING", help="the server's LOG_LEVEL")
     ap.add_argument(

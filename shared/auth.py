@@ -9,6 +9,9 @@ and `visible_teams` decide what a principal may see.
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NoReturn, cast, get_args
@@ -87,6 +90,59 @@ def decode_token(token: str, settings: ServiceSettings) -> Principal:
     return principal_from_claims(claims)
 
 
+class _VerifiedTokens:
+    """Tokens verified recently, so that a client sending the same token with every request pays the
+    signature check once per `ttl` seconds instead of every time.
+
+    Only tokens that passed `decode_token` are kept, keyed by the token *and* the algorithm and key
+    that verified it (a service with another key never sees them). An entry lives `ttl` seconds and
+    never beyond the token's own `exp` (plus the same leeway `decode_token` grants), so an expired
+    token is refused exactly as without the cache. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, ttl: float = 30.0, max_entries: int = 4096) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str, str], tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def principal(self, token: str, settings: ServiceSettings) -> Principal:
+        key = (token, settings.auth_jwt_algorithm, _verification_key(settings))
+        now = time.time()
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        principal = decode_token(token, settings)  # raises AuthError
+        until = now + self.ttl
+        exp = _unverified_exp(token)
+        if exp is None:
+            return principal  # cannot happen after decode_token (exp is required): do not keep it
+        until = min(until, exp + LEEWAY_SECONDS)
+        with self._lock:
+            self._entries[key] = (until, principal)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return principal
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _unverified_exp(token: str) -> float | None:
+    """The `exp` of a token already verified by `decode_token` (read again without checking)."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.InvalidTokenError:
+        return None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+verified_tokens = _VerifiedTokens()
+
+
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     """Validate the domain claims (`sub`, `role`, `municipality`, `teams`, `caseworker_id`)."""
     sub = claims.get("sub")
@@ -136,13 +192,15 @@ def _unauthorized(detail: str) -> NoReturn:
     )
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)] = None,
 ) -> Principal:
     """FastAPI dependency: the principal of the request's bearer token, or `401`.
 
-    Reads the settings from `request.app.state.settings`.
+    Reads the settings from `request.app.state.settings`. A coroutine (it does no I/O, only a
+    signature check, remembered for a short while by `verified_tokens`): no thread-pool hop per
+    request.
     """
     header = request.headers.get("authorization")
     if not header:
@@ -153,7 +211,7 @@ def get_principal(
         _unauthorized("not authenticated: bearer token required")
     settings: ServiceSettings = request.app.state.settings
     try:
-        principal = decode_token(token, settings)
+        principal = verified_tokens.principal(token, settings)
     except AuthError as exc:
         _unauthorized(f"invalid bearer token: {exc}")
     request.state.principal = principal

@@ -17,6 +17,7 @@ rejected, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -24,7 +25,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO, Any
 
 from services.intake.config import Settings
@@ -63,14 +65,30 @@ def cmd_serve(settings: Settings) -> int:
 
     from services.intake.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # keep the JSON logging of shared.logs
-    )
+    app = create_app(settings)
+    with long_lived_frozen():
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # keep the JSON logging of shared.logs
+        )
     return 0
+
+
+@contextmanager
+def long_lived_frozen() -> Iterator[None]:
+    """Everything loaded so far (the frameworks, the app) lives as long as the process: keep it out
+    of the garbage collector's full passes (`gc.freeze`). Those otherwise walk it about once a
+    second under load, ~40 ms each on this code base, stalling every request in flight (the p99
+    of POST /records) and a bulk import (~10% of its time). Undone at the end."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def cmd_relay(settings: Settings) -> int:
@@ -177,6 +195,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         progress.show(s.lines, splitter.bytes_seen, s.accepted, s.duplicate, s.rejected)
 
     importer = BulkImport(service, municipality, chunk_lines=args.chunk_lines, on_progress=on_progress)
+    frozen = long_lived_frozen()
+    frozen.__enter__()  # (left in the finally below)
     try:
         while True:
             chunk = source.read(READ_BYTES)
@@ -203,6 +223,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         if summary.rejected > shown and not args.quiet:
             print(f"  ... and {summary.rejected - shown} more rejected lines", file=sys.stderr)
     finally:
+        frozen.__exit__(None, None, None)
         importer.close()
         if source is not sys.stdin.buffer:
             source.close()

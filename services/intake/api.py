@@ -20,6 +20,7 @@ from services.intake.adapters.vault import ChildForgotten, ChildUnknown
 from services.intake.bulk import BulkImport, LineSplitter
 from services.intake.config import Settings
 from services.intake.domain.records import Rejection
+from services.intake.group import submit as group_commit
 from services.intake.service import IntakeService, Outcome
 from shared.audit import write_audit
 from shared.auth import CurrentPrincipal, authorize_scope, can_see_case, require_role
@@ -224,7 +225,7 @@ async def post_record(request: Request, principal: CurrentPrincipal) -> JSONResp
         )
     authorize_scope(principal, parsed.municipality, purpose="write")
     try:
-        outcome: Outcome = await run_in_threadpool(service.submit, parsed, _correlation_id(request))
+        outcome: Outcome = await group_commit(service, parsed, _correlation_id(request))
     except Exception as exc:  # a database outage (any driver or pool error) becomes a 503
         if not is_transient(exc):  # a database outage, not a bug
             raise

@@ -179,7 +179,7 @@ class IntakeService:
         self._pseudonym_key = settings.cpr_pseudonym_key.encode()
         self._content_mac = hmac.new(self._pseudonym_key, digestmod=hashlib.sha256)  # copied per use
         self._types = lru_cache(maxsize=256)(settings.measure_types)
-        self._group = _GroupCommit(self) if engine.dialect.name == "sqlite" else None
+        self._group = _GroupCommit(self)
 
     # --- pure steps ---------------------------------------------------------------------------
 
@@ -463,13 +463,35 @@ class IntakeService:
     def submit(self, record: RecordBase, correlation_id: str | None = None) -> Outcome:
         """One record, committed when this returns (a transaction retried whole after a deadlock).
 
-        On SQLite, records submitted at the same time from several threads share a transaction
-        (group commit, `_GroupCommit`); alone, a record has its own.
+        Records submitted at the same time from several threads share a transaction (group
+        commit, `_GroupCommit`); alone, a record has its own.
         """
         cid = correlation_id or str(uuid.uuid4())
-        if self._group is not None:
-            return self._group.submit(record, cid)
-        return in_transaction(self.engine, lambda conn: self.write(conn, record, cid))
+        return self._group.submit(record, cid)
+
+    def commit_batch(self, batch: Sequence[tuple[RecordBase, str]]) -> list[Outcome | Exception]:
+        """Records of concurrent requests (record, correlation id) in one transaction, committed
+        when this returns: each its outcome as `write` would give it in this order, or the error of
+        that record alone (not the database's: an error of the transaction propagates, and then
+        nothing of the batch was stored). One record alone goes through `write`."""
+        errors: dict[int, Exception] = {}
+
+        def capture(index: int, exc: Exception) -> Outcome:
+            errors[index] = exc
+            return Outcome("busy", batch[index][0].record_id, reason="record: internal error", field="record")
+
+        if len(batch) == 1:
+            record, cid = batch[0]
+            return [in_transaction(self.engine, lambda conn: self.write(conn, record, cid))]
+        records = [record for record, _ in batch]
+        cids = [cid for _, cid in batch]
+
+        def work(conn: Connection) -> list[Outcome]:
+            errors.clear()  # of an attempt the database aborted (a deadlock): it runs again whole
+            return self.write_many(conn, records, correlation_ids=cids, on_error=capture)
+
+        outcomes = in_transaction(self.engine, work)
+        return [errors.get(i, outcome) for i, outcome in enumerate(outcomes)]
 
 
 @dataclass(slots=True)
@@ -482,15 +504,17 @@ class _Waiting:
 
 
 class _GroupCommit:
-    """Group commit of concurrent `submit`s on SQLite.
+    """Group commit of concurrent `submit`s (threads).
 
-    SQLite has one writer at a time, so concurrent requests queue for the write lock anyway, and
-    each then pays a whole transaction of a dozen statements for one record. Here a request puts its
-    record in a queue and waits for the writer's turn; whoever gets the turn writes everything
-    queued by then (up to `max_batch`) with `write_many` in one transaction and hands every waiting
-    request its own outcome, which is what `write` would have given in that order. A request that
-    finds the queue with only its own record uses `write`, as before. A record that fails for a
-    reason of its own (not the database's) fails alone: its request gets the error.
+    Intake's writers take turns anyway (SQLite has one writer at a time, and on PostgreSQL
+    `serialize_writers` holds an advisory lock from the first read to the commit), and each
+    would then pay a whole transaction of a dozen statements for one record. Here a request puts
+    its record in a queue and waits for the writer's turn; whoever gets the turn writes everything
+    queued by then (up to `max_batch`) with `commit_batch` in one transaction and hands every
+    waiting request its own outcome, which is what `write` would have given in that order. A
+    request that finds the queue with only its own record uses `write`, as before. A record that
+    fails for a reason of its own (not the database's) fails alone: its request gets the error.
+    (The HTTP API does the same from its event loop: `services.intake.group`.)
     """
 
     def __init__(self, service: IntakeService, max_batch: int = 256) -> None:
@@ -521,33 +545,13 @@ class _GroupCommit:
         return me.outcome
 
     def _run(self, batch: list[_Waiting]) -> None:
-        service = self.service
-        errors: dict[int, BaseException] = {}
-
-        def capture(index: int, exc: Exception) -> Outcome:
-            errors[index] = exc
-            return Outcome(
-                "busy", batch[index].record.record_id, reason="record: internal error", field="record"
-            )
-
         try:
-            if len(batch) == 1:
-                only = batch[0]
-                outcomes = [
-                    in_transaction(
-                        service.engine, lambda conn: service.write(conn, only.record, only.correlation_id)
-                    )
-                ]
-            else:
-                records = [w.record for w in batch]
-                cids = [w.correlation_id for w in batch]
-                outcomes = in_transaction(
-                    service.engine,
-                    lambda conn: service.write_many(conn, records, correlation_ids=cids, on_error=capture),
-                )
-            for index, (waiting, outcome) in enumerate(zip(batch, outcomes, strict=True)):
-                waiting.outcome = outcome
-                waiting.error = errors.get(index)
+            results = self.service.commit_batch([(w.record, w.correlation_id) for w in batch])
+            for waiting, result in zip(batch, results, strict=True):
+                if isinstance(result, Outcome):
+                    waiting.outcome = result
+                else:
+                    waiting.error = result
         except BaseException as exc:  # the transaction failed: every request of it gets the error
             for waiting in batch:
                 waiting.error = exc

@@ -166,6 +166,8 @@ def _plain_text(value: str) -> str:
     """
     if "\x00" in value:
         raise ValueError("contains a NUL character")
+    if len(value) < 10:  # a CPR shape needs ten digits at least (most ids are shorter)
+        return value
     for m in _CPR_SHAPED.finditer(value):
         day, month = int(m.group(1)), int(m.group(2))
         if 1 <= month <= 12 and 1 <= day <= monthrange(2000, month)[1]:
