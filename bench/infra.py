@@ -22,6 +22,7 @@ def free_port() -> int:
 def local_servers() -> Iterator[tuple[str, str]]:
     """Yields (SQLAlchemy PostgreSQL URL, Kafka bootstrap); stops both afterwards."""
     base = Path(tempfile.mkdtemp(prefix="bench-"))
+    base.chmod(0o755)  # PostgreSQL runs as its own user (pg.sh), which must reach its data directory
     pg_dir, kafka_dir = base / "pg", base / "kafka"
     pg_dir.mkdir()
     kafka_dir.mkdir()
