@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
+from services.followup.bulkwrite import write_audit_rows
 from services.followup.projection import FollowupProjection, load_profile_changes, record_profile_change
 from services.followup.queries import caseload, find_case, worklist_json
 from shared.audit import write_audit
@@ -283,7 +284,7 @@ def followup_router() -> APIRouter:
                 limit=limit,
                 offset=offset,
             )
-            write_audit(conn, principal, found.child_ids, "GET /deadlines", SERVICE)
+            write_audit_rows(conn, principal, found.child_ids, "GET /deadlines", SERVICE)
         head = {
             "municipality": municipality,
             "at": iso(t),
@@ -292,8 +293,8 @@ def followup_router() -> APIRouter:
             "count": len(found.items),
         }
         # the items are JSON text already: spliced in, not parsed and re-encoded
-        body = _encode_json(head)[:-1] + ',"deadlines":[' + ",".join(found.items) + "]}"
-        return Response(body.encode("utf-8"), media_type="application/json")
+        body = found.in_document(_encode_json(head)[:-1].encode() + b',"deadlines":', b"}")
+        return Response(body, media_type="application/json")
 
     @router.get("/caseload", tags=["caseload"], summary="Open cases per caseworker at a moment")
     def get_caseload(

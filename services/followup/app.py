@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, MetaData
 
 from services.followup.api import followup_router
+from services.followup.checkpoint import WalCheckpointer
 from services.followup.config import Settings
 from services.followup.metrics import overdue_collector
 from services.followup.projection import FollowupProjection
@@ -47,9 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.auto_create_tables:
         create_tables(engine)
     projection = FollowupProjection(settings)
+    # SQLite: the log is checkpointed by a thread of its own, not in requests' commits
+    sqlite_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+    checkpointer = WalCheckpointer(engine) if sqlite_file else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if checkpointer is not None:
+            checkpointer.start()
         worker = None
         if settings.run_worker:
             from shared.messaging.runner import ProjectionWorker
@@ -63,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if worker is not None:
                 worker.stop()
+            if checkpointer is not None:
+                checkpointer.stop()
             ops.close()
             engine.dispose()
 
@@ -70,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.projection = projection
+    app.state.checkpointer = checkpointer
     app.state.worker = None
 
     @app.get("/health", tags=["health"], summary="Liveness (no authentication, no dependencies)")

@@ -11,13 +11,17 @@ booleans and NULLs need no conversion on either backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Table, insert
 from sqlalchemy.engine import Dialect
+
+from shared.audit import audit_log
+from shared.auth import Principal
+from shared.casework.isotext import sqlite_utc_text
 
 InstantEncoder = Callable[[datetime | None], Any]
 
@@ -27,18 +31,14 @@ def sqlite_text(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
-def _sqlite_instant(at: datetime | None) -> str | None:
+def sqlite_instant(at: datetime | None) -> str | None:
     # SQLAlchemy's SQLite DATETIME storage format ("%04d-%02d-%02d %02d:%02d:%02d.%06d" of the
     # value's own fields): every instant here is aware UTC (another offset is converted first)
-    if at is None:
-        return None
-    if at.tzinfo is not UTC and at.tzinfo is not None and at.utcoffset():
-        at = at.astimezone(UTC)
-    return at.isoformat(" ", "microseconds")[:26]
+    return None if at is None else sqlite_utc_text(at)
 
 
 def _native_instant(at: datetime | None) -> datetime | None:
-    return at
+    return at if at is None or at.tzinfo is UTC else at.astimezone(UTC)
 
 
 class _Memo(dict[datetime | None, Any]):
@@ -60,7 +60,7 @@ def instant_encoder(dialect: Dialect, *, memo: bool = False) -> InstantEncoder:
     `memo`: remember each distinct instant's value (for one batch of rows with many repeats)."""
     if dialect.name != "sqlite":
         return _native_instant
-    return _Memo(_sqlite_instant).__getitem__ if memo else _sqlite_instant
+    return _Memo(sqlite_instant).__getitem__ if memo else sqlite_instant
 
 
 @lru_cache(maxsize=64)
@@ -89,3 +89,26 @@ def insert_many(
         conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return
     conn.exec_driver_sql(sql, list(rows))
+
+
+_AUDIT_COLUMNS = ("at", "sub", "role", "municipality", "child_id", "endpoint", "service")
+
+
+def write_audit_rows(
+    conn: Connection,
+    principal: Principal,
+    child_ids: Iterable[str],
+    endpoint: str,
+    service: str,
+    at: datetime | None = None,
+) -> None:
+    """`shared.audit.write_audit`: one `audit_log` row per distinct child id, in the caller's
+    transaction, with the same values (`at` = now), written as positional tuples straight to the
+    driver (a worklist can name a thousand children), in the order of the log's index (municipality,
+    child, time), which then takes them page by page."""
+    encoded = instant_encoder(conn.dialect)(at or datetime.now(UTC))
+    sub, role, municipality = principal.sub, principal.role, principal.municipality
+    rows = [
+        (encoded, sub, role, municipality, child_id, endpoint, service) for child_id in sorted(set(child_ids))
+    ]
+    insert_many(conn, audit_log, _AUDIT_COLUMNS, rows)

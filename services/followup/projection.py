@@ -11,26 +11,31 @@ of once per batch the child appears in. Marked children are also derived by the 
 `apply`, so an interrupted replay cannot leave stale rows behind for good.
 
 Rows are written as positional tuples straight to the driver (`services.followup.bulkwrite`), and
-an event's stored body is put together from its fields and its payload's JSON (`event_body`): a
-replay writes every event and every derived row once, so these are its hot paths.
+an event's stored body is put together from its fields and its payload's JSON (`event_body`), or,
+in a bulk rebuild that is handed the log rows, from the log's own texts (`event_rows`): a replay
+writes every event and every derived row once, so these are its hot paths. A bulk rebuild (deferred
+mode) also drops the secondary indexes no rebuild can fill in order (`REBUILD_INDEXES`) and `flush`
+builds them once at the end (`reset`, `restore_indexes`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, delete, insert, select
+from sqlalchemy.schema import CreateIndex, DropIndex
 
-from services.followup.bulkwrite import InstantEncoder, insert_many, instant_encoder
+from services.followup.bulkwrite import InstantEncoder, insert_many, instant_encoder, sqlite_instant
 from services.followup.config import Settings
-from services.followup.queries import deadline_doc
 from services.followup.tables import (
     DERIVED_TABLES,
+    REBUILD_INDEXES,
     fu_assignments,
     fu_cases,
     fu_deadlines,
@@ -42,9 +47,13 @@ from services.followup.tables import (
 from shared.casework.cadence import CadenceProfile, ProfileChange, ProfileLookup, ProfileTimeline
 from shared.casework.calendar import as_utc
 from shared.casework.child import project_child
+from shared.casework.deadlines import DEADLINE_LABELS_DA
+from shared.casework.isotext import isoformat, sqlite_utc_text_of
 from shared.casework.model import ChildPicture
-from shared.casework.views import case_view, iso
+from shared.casework.views import ISO, case_summary
+from shared.events.catalogue import EventPayload
 from shared.events.envelope import EventEnvelope
+from shared.eventstore import store as _store
 
 CHUNK = 500
 
@@ -121,21 +130,45 @@ class FollowupProjection:
         if self.deferred:
             self._mark_dirty(conn, touched)
             return
-        backlog = self._dirty(conn, CHUNK)
+        backlog = self._backlog(conn, CHUNK)
         self.reproject(conn, touched | set(backlog))
         self._clear_dirty(conn, [*backlog, *touched] if backlog else [])
 
+    uses_log_rows = True
+    """`prepare_children` takes the log rows of the events too (their stored texts: `event_rows`)."""
+
     def prepare_children(
-        self, engine: Engine, children: Sequence[Sequence[EventEnvelope]]
+        self,
+        engine: Engine,
+        children: Sequence[Sequence[EventEnvelope]],
+        log_rows: Sequence[Sequence[tuple[Any, ...]]] | None = None,
     ) -> PreparedChildren:
         """The rows a bulk rebuild writes for these children (each entry the complete set of one
         child's events), computed outside the writing transaction: the runner calls this before
         it opens it, so processes rebuilding other children meanwhile are not held up on SQLite's
-        single writer lock. Reads only the cadence profiles, in a short transaction of its own."""
-        children = [envs for envs in children if envs]
+        single writer lock. Reads only the cadence profiles, in a short transaction of its own.
+        `log_rows`: each child's events as the log holds them (`shared.eventstore.store.LogRow`,
+        in the order of its envelopes), when the runner has them."""
+        if log_rows is not None and len(log_rows) != len(children):
+            log_rows = None
+        pairs = [
+            (envs, rows)
+            for envs, rows in zip(
+                children, log_rows if log_rows is not None else [None] * len(children), strict=True
+            )
+            if envs
+        ]
         with engine.connect() as conn:
-            lookup = self.timeline(conn, {envs[0].municipality for envs in children}).lookup()
-        return self._prepared(engine.dialect, lookup, children)
+            lookup = self.timeline(conn, {envs[0].municipality for envs, _ in pairs}).lookup()
+        instant = instant_encoder(engine.dialect)
+        events = [row for envs, rows in pairs for row in event_rows(envs, rows, instant)]
+        # in the order of the primary key (the event id): its index is then filled leaf by leaf
+        events.sort(key=_first)
+        by_stream = {envs[0].stream_id: list(envs) for envs, _ in pairs}
+        derived = self._derived_rows(engine.dialect, lookup, sorted(by_stream), by_stream)
+        # a team's deadlines near each other (a worklist reads them in this order)
+        derived.deadlines.sort(key=_team_and_due)
+        return PreparedChildren(events, derived)
 
     def rebuild_children(
         self, conn: Connection, children: Sequence[Sequence[EventEnvelope]] | PreparedChildren
@@ -159,11 +192,12 @@ class FollowupProjection:
         return PreparedChildren(events, self._derived_rows(dialect, lookup, sorted(by_stream), by_stream))
 
     def flush(self, engine: Engine, chunk: int = CHUNK) -> int:
-        """Derive every child marked in deferred mode, one transaction per `chunk` children."""
+        """Finish a deferred replay: build the indexes a rebuild dropped, and derive every child
+        marked in deferred mode, one transaction per `chunk` children. Returns how many children."""
         total = 0
         while True:
             with engine.begin() as conn:
-                streams = self._dirty(conn, chunk)
+                streams = self._backlog(conn, chunk)
                 if not streams:
                     return total
                 self.reproject(conn, streams)
@@ -173,6 +207,16 @@ class FollowupProjection:
     def _dirty(self, conn: Connection, limit: int) -> list[str]:
         stmt = select(fu_dirty.c.stream_id).order_by(fu_dirty.c.stream_id).limit(limit)
         return list(conn.execute(stmt).scalars())
+
+    def _backlog(self, conn: Connection, limit: int) -> list[str]:
+        """Up to `limit` children marked for deriving; first, if a rebuild dropped the secondary
+        indexes (its mark, which sorts before every stream id), they are built again."""
+        streams = self._dirty(conn, limit)
+        if streams and streams[0] == REBUILDING:
+            restore_indexes(conn)
+            conn.execute(delete(fu_dirty).where(fu_dirty.c.stream_id == REBUILDING))
+            streams = self._dirty(conn, limit)
+        return streams
 
     def _mark_dirty(self, conn: Connection, stream_ids: set[str]) -> None:
         streams = sorted(stream_ids)
@@ -190,8 +234,15 @@ class FollowupProjection:
             conn.execute(delete(fu_dirty).where(fu_dirty.c.stream_id.in_(chunk)))
 
     def reset(self, conn: Connection) -> None:
+        """Empty the derived tables. In deferred mode (a replay, which ends with `flush`) also drop
+        their secondary indexes until the rows are in, and mark that in `fu_dirty`: `flush`, or the
+        next ordinary `apply` if the replay stops early, builds them again."""
         for table in reversed(DERIVED_TABLES):
             conn.execute(delete(table))
+        if self.deferred:
+            for index in REBUILD_INDEXES:
+                conn.execute(DropIndex(index, if_exists=True))
+            conn.execute(insert(fu_dirty), {"stream_id": REBUILDING})
 
     # --- re-deriving children ------------------------------------------------------------
 
@@ -269,6 +320,24 @@ class FollowupProjection:
         return self.reproject(conn, list(conn.execute(stmt).scalars()))
 
 
+_first = itemgetter(0)
+
+
+def _team_and_due(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (row[0], row[8] or "", row[11])  # municipality, team_id, due (DEADLINE_COLUMNS)
+
+
+REBUILDING = "#rebuilding"
+"""The mark in `fu_dirty` of a rebuild that dropped the secondary indexes (no stream id starts with
+`#`, and it sorts before them all)."""
+
+
+def restore_indexes(conn: Connection) -> None:
+    """Build the secondary indexes of the derived tables that are missing (after a rebuild)."""
+    for index in REBUILD_INDEXES:
+        conn.execute(CreateIndex(index, if_not_exists=True))
+
+
 @dataclass(slots=True)
 class DerivedRows:
     cases: list[tuple[Any, ...]]
@@ -335,6 +404,7 @@ DEADLINE_COLUMNS = (
     "ended_at",
     "caseworker_since",
     "doc",
+    "settled",
 )
 
 _string = json.encoder.encode_basestring  # a JSON string literal, as json.dumps(ensure_ascii=False)
@@ -343,23 +413,140 @@ _string = json.encoder.encode_basestring  # a JSON string literal, as json.dumps
 def event_body(env: EventEnvelope) -> str:
     """`EventEnvelope.to_wire()` as compact JSON (what `load_events` reads back with `from_wire`),
     put together from the known fields and the payload's own JSON instead of re-encoding it."""
-    position = "null" if env.position is None else str(int(env.position))
     payload = env.payload
+    kind, to_json = _PAYLOADS.get(type(payload)) or _payload_parts(type(payload))
+    position = env.position
     return (
         f'{{"event_id":{_string(env.event_id)},"stream_id":{_string(env.stream_id)},'
-        f'"version":{int(env.version)},"type":{_string(payload.event_type)},'
-        f'"schema_version":{int(payload.schema_version)},"municipality":{_string(env.municipality)},'
-        f'"record_id":{_string(env.record_id)},"occurred_at":"{env.occurred_at.isoformat()}",'
-        f'"recorded_at":"{env.recorded_at.isoformat()}","correlation_id":{_string(env.correlation_id)},'
-        f'"position":{position},"data":{env.data_json()}}}'
+        f'"version":{int(env.version)}{kind}"municipality":{_string(env.municipality)},'
+        f'"record_id":{_string(env.record_id)},"occurred_at":"{isoformat(env.occurred_at)}",'
+        f'"recorded_at":"{isoformat(env.recorded_at)}","correlation_id":{_string(env.correlation_id)},'
+        f'"position":{"null" if position is None else int(position)},"data":{to_json(payload).decode()}}}'
     )
 
 
+_PAYLOADS: dict[type, tuple[str, Callable[[Any], bytes]]] = {}
+
+
+def _payload_parts(cls: type[EventPayload]) -> tuple[str, Callable[[Any], bytes]]:
+    """A payload class's `,"type":..,"schema_version":..,` members, and its JSON serializer (what
+    `model_dump_json` calls: `EventEnvelope.data_json`)."""
+    parts = _PAYLOADS[cls] = (
+        f',"type":{_string(cls.event_type)},"schema_version":{int(cls.schema_version)},',
+        cls.__pydantic_serializer__.to_json,
+    )
+    return parts
+
+
 def _event_row(env: EventEnvelope, instant: InstantEncoder) -> tuple[Any, ...]:
-    return (env.event_id, env.stream_id, env.municipality, instant(as_utc(env.occurred_at)), event_body(env))
+    return (env.event_id, env.stream_id, env.municipality, instant(env.occurred_at), event_body(env))
+
+
+def event_rows(
+    envs: Sequence[EventEnvelope], log_rows: Sequence[tuple[Any, ...]] | None, instant: InstantEncoder
+) -> list[tuple[Any, ...]]:
+    """The `fu_events` rows of one child's events (in the order of EVENT_COLUMNS). With the events'
+    log rows (`shared.eventstore.store.LogRow`, one per envelope, in the same order) the body is put
+    together from the log's own texts, which are what `event_body` writes: the log keeps each
+    envelope's `isoformat` and `data_json` (`shared.eventstore.store`); a row whose payload is not of
+    the current schema version (upcast when decoded), or whose instants are not in that form, gets
+    `event_body` of its envelope."""
+    if log_rows is None or _LOG is None or len(log_rows) != len(envs):
+        return [_event_row(env, instant) for env in envs]
+    q = _Json()  # stream, municipality and type repeat
+    (
+        p_id,
+        p_stream,
+        p_version,
+        p_type,
+        p_schema,
+        p_muni,
+        p_record,
+        p_occurred,
+        p_recorded,
+        p_corr,
+        p_pos,
+        p_data,
+    ) = _LOG
+    out: list[tuple[Any, ...]] = []
+    for env, row in zip(envs, log_rows, strict=True):
+        payload = env.payload
+        cls = type(payload)
+        occurred, recorded = row[p_occurred], row[p_recorded]
+        if (
+            row[p_id] != env.event_id
+            or row[p_stream] != env.stream_id
+            or row[p_muni] != env.municipality
+            or row[p_type] != cls.event_type
+            or row[p_schema] != cls.schema_version
+            or not (_canonical_instant(occurred) and _canonical_instant(recorded))
+        ):
+            out.append(_event_row(env, instant))
+            continue
+        body = (
+            f'{{"event_id":{_string(row[p_id])},"stream_id":{q[row[p_stream]]},"version":{int(row[p_version])},'
+            f'"type":{q[row[p_type]]},"schema_version":{int(row[p_schema])},"municipality":{q[row[p_muni]]},'
+            f'"record_id":{_string(row[p_record])},"occurred_at":"{occurred}","recorded_at":"{recorded}",'
+            f'"correlation_id":{_string(row[p_corr])},"position":{int(row[p_pos])},"data":{row[p_data]}}}'
+        )
+        occurred_at = sqlite_utc_text_of(occurred) if instant is sqlite_instant else instant(env.occurred_at)
+        out.append((env.event_id, env.stream_id, env.municipality, occurred_at, body))
+    return out
+
+
+def _canonical_instant(text: str) -> bool:
+    """Whether `text` has the form `datetime.isoformat` gives an aware value (the log's instants
+    are written so: it parsed, so its digits are right): `YYYY-MM-DDTHH:MM:SS[.ffffff]+HH:MM`, the
+    fraction only when not zero, never `-00:00`."""
+    n = len(text)
+    return (
+        (n == 25 or (n == 32 and text[19] == "." and text[20:26] != "000000"))
+        and text[10] == "T"
+        and text[-6] in "+-"
+        and text[-3] == ":"
+        and text[-6:] != "-00:00"
+    )
+
+
+def _log_positions(columns: Sequence[str] | None) -> tuple[int, ...] | None:
+    """Where each field is in a log row of these columns (the runner's `LOG_COLUMNS`), in the order
+    `event_rows` takes them; None without columns (a runner that hands no log rows)."""
+    names = (
+        "event_id", "stream_id", "version", "type", "schema_version", "municipality", "record_id",
+        "occurred_at", "recorded_at", "correlation_id", "position", "data",
+    )  # fmt: skip
+    if columns is None or not set(names) <= set(columns):
+        return None
+    return tuple(list(columns).index(name) for name in names)
+
+
+_LOG = _log_positions(getattr(_store, "LOG_COLUMNS", None))
 
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class _Json(dict[str | None, str]):
+    """JSON of a string or None (`null`), each distinct value encoded once (ids repeat a lot)."""
+
+    def __init__(self) -> None:
+        super().__init__({None: "null"})
+
+    def __missing__(self, value: str) -> str:
+        text = self[value] = _string(value)
+        return text
+
+
+_KINDS: dict[str, str] = {}
+
+
+def _kind_json(deadline: str) -> str:
+    """The `"deadline":..,"label":..` members of a deadline's document."""
+    text = _KINDS.get(deadline)
+    if text is None:
+        label = DEADLINE_LABELS_DA.get(deadline, deadline)
+        text = _KINDS[deadline] = f'"deadline":{_string(deadline)},"label":{_string(label)}'
+    return text
 
 
 def _rows_of(
@@ -370,13 +557,71 @@ def _rows_of(
     assignment_rows: list[tuple[Any, ...]],
 ) -> None:
     """The picture's rows of `fu_cases`, `fu_deadlines` and `fu_assignments` (as tuples in the order
-    of CASE_COLUMNS, DEADLINE_COLUMNS and ASSIGNMENT_COLUMNS)."""
+    of CASE_COLUMNS, DEADLINE_COLUMNS and ASSIGNMENT_COLUMNS).
+
+    A case's `detail` is `case_view(picture, case_id)` as compact JSON, and a deadline's `doc` is
+    `deadline_doc` of its fields (both checked against those in tests/followup); each deadline's
+    members are put together once and serve both: its `doc`, and its document in its case's
+    `detail` (`deadline_view` with the case's caseworker)."""
     muni, stream_id, child_id = picture.municipality, picture.stream_id, picture.child_id
     cases = picture.cases
+    q = _Json()
+    child_json = q[child_id]
+    in_case: dict[str, list[str]] = {}
+    holders: dict[str | None, tuple[Any, ...]] = {}  # case id -> what its deadlines take from it
+    for d in picture.deadlines:
+        case_id = d.case_id
+        holding = holders.get(case_id)
+        if holding is None:
+            holder = cases.get(case_id) if case_id is not None else None
+            last = holder.assignments[-1] if holder is not None and holder.assignments else None
+            caseworker_id = last.caseworker_id if last is not None else None
+            since = instant(last.assigned_at) if last is not None else None
+            holding = holders[case_id] = (holder, caseworker_id, since, q[case_id], q[caseworker_id])
+        holder, caseworker_id, since, case_json, caseworker_json = holding
+        starts_at, due, met_at, ended_at = d.starts_at, d.due, d.met_at, d.ended_at
+        kind = d.deadline
+        head = (
+            f'{_KINDS.get(kind) or _kind_json(kind)},"case_id":{case_json},'
+            f'"underretning_id":{q[d.underretning_id]},"measure_id":{q[d.measure_id]},'
+            f'"child_id":{child_json},"seq":{int(d.seq)},"starts_at":"{ISO[starts_at]}","due":"{ISO[due]}"'
+        )
+        team_json = q[d.team_id]
+        met_json = "null" if met_at is None else f'"{ISO[met_at]}"'
+        ended_json = "null" if ended_at is None else f'"{ISO[ended_at]}"'
+        # met_at, ended_at and the caseworker (the case's last) once all of them have happened
+        settled = f',"met_at":{met_json},"ended_at":{ended_json},"caseworker_id":{caseworker_json}'
+        deadline_rows.append(
+            (
+                muni,
+                stream_id,
+                child_id,
+                kind,
+                case_id,
+                d.underretning_id,
+                d.measure_id,
+                d.seq,
+                d.team_id,
+                caseworker_id,
+                instant(starts_at),
+                instant(due),
+                instant(met_at),
+                instant(ended_at),
+                since,
+                f'{head},"team_id":{team_json}',
+                settled,
+            )
+        )
+        if holder is not None:  # in its case's detail (case_id is a key of `cases`), whose
+            # deadlines show the case's caseworker: the same as `settled`'s
+            in_case.setdefault(case_id, []).append(  # type: ignore[arg-type]
+                f'{{{head}{settled},"team_id":{team_json}}}'
+            )
     for case in cases.values():
         case_id, team_id = case.case_id, case.team_id
         opened_at, closed_at = instant(case.opened_at), instant(case.closed_at)
-        detail = case_view(picture, case_id)
+        summary = case_summary(picture, case_id)  # case_view(picture, case_id) but its deadlines
+        detail = f'{_compact(summary)[:-1]},"deadlines":[{",".join(in_case.get(case_id, ()))}]}}'
         case_rows.append(
             (
                 muni,
@@ -386,11 +631,11 @@ def _rows_of(
                 team_id,
                 case.caseworker_id,
                 case.status,
-                detail["phase"],  # picture.final_phase(case_id)
+                summary["phase"],  # picture.final_phase(case_id)
                 opened_at,
                 closed_at,
                 case.caseworker_changes,
-                _compact(detail),
+                detail,
             )
         )
         assignments = case.assignments
@@ -411,36 +656,3 @@ def _rows_of(
                     closed_at,
                 )
             )
-    for d in picture.deadlines:
-        holder = cases.get(d.case_id) if d.case_id is not None else None
-        last = holder.assignments[-1] if holder is not None and holder.assignments else None
-        deadline_rows.append(
-            (
-                muni,
-                stream_id,
-                child_id,
-                d.deadline,
-                d.case_id,
-                d.underretning_id,
-                d.measure_id,
-                d.seq,
-                d.team_id,
-                last.caseworker_id if last is not None else None,
-                instant(d.starts_at),
-                instant(d.due),
-                instant(d.met_at),
-                instant(d.ended_at),
-                instant(last.assigned_at) if last is not None else None,
-                deadline_doc(
-                    d.deadline,
-                    d.case_id,
-                    d.underretning_id,
-                    d.measure_id,
-                    d.child_id,
-                    d.seq,
-                    iso(d.starts_at),
-                    iso(d.due),
-                    d.team_id,
-                ),
-            )
-        )

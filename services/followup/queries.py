@@ -6,9 +6,12 @@ deadline at `t` is the one the case had at `t` (from `fu_assignments`), so a pas
 worklists as they were then.
 
 `worklist_json` is what the API serves: the same rows as `worklist`, rendered as JSON text from the
-moment-independent part stored with each row (`fu_deadlines.doc`) and the caseworker stored with
+moment-independent part stored with each row (`fu_deadlines.doc`), the moment-dependent members as
+they are once everything known has happened (`fu_deadlines.settled`) and the caseworker stored with
 the time of the case's last assignment (`fu_deadlines.caseworker_since`; the history in
-`fu_assignments` is only consulted for an earlier `t`).
+`fu_assignments` is only consulted for an earlier `t`). On SQLite the database puts each document
+together (a statement compiled once per shape, run on the driver's cursor); elsewhere Python does
+(`worklist_json_rendered`, also the reference the tests hold the SQLite path to, byte for byte).
 """
 
 from __future__ import annotations
@@ -23,11 +26,17 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Integer,
+    LargeBinary,
     String,
     and_,
+    bindparam,
     case,
+    cast,
     false,
     func,
+    literal,
+    null,
     or_,
     select,
     type_coerce,
@@ -62,8 +71,9 @@ def _state_condition(state: str, t: datetime) -> ColumnElement[bool]:
     raise ValueError(f"unknown state {state!r}")
 
 
-def caseworker_at(t: datetime) -> Any:
-    """Correlated subquery: the caseworker a deadline's case had at `t`."""
+def caseworker_at(t: Any) -> Any:
+    """Correlated subquery: the caseworker a deadline's case had at `t` (an instant, or a bound
+    parameter holding one)."""
     return (
         select(a.c.caseworker_id)
         .where(
@@ -79,15 +89,17 @@ def caseworker_at(t: datetime) -> Any:
     )
 
 
-def states_condition(states: Iterable[str], t: datetime) -> ColumnElement[bool]:
+def states_condition(states: Iterable[str], t: Any, soon: Any = None) -> ColumnElement[bool]:
     """Deadlines in any of `states` at `t` (started by then): the same as OR-ing `_state_condition`
     over them, written so that the database can use the (municipality, team/caseworker, due)
-    indexes: one range of `due` for the open states wanted, one test of `met_at` for the met ones."""
+    indexes: one range of `due` for the open states wanted, one test of `met_at` for the met ones.
+    `t` and `soon` (`t + DUE_SOON_WINDOW`) may be bound parameters holding the instants."""
     wanted = set(states)
     unknown = wanted - set(STATES)
     if unknown:
         raise ValueError(f"unknown state {sorted(unknown)[0]!r}")
-    soon = t + DUE_SOON_WINDOW
+    if soon is None:
+        soon = t + DUE_SOON_WINDOW
     parts: list[ColumnElement[bool]] = []
     open_wanted = wanted & {"overdue", "due_soon", "upcoming"}
     if open_wanted:
@@ -160,7 +172,7 @@ def _iso_of_sqlite_text(text: str) -> str:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).astimezone(TZ).isoformat()
 
 
-def holder_at(t: datetime) -> Any:
+def holder_at(t: Any) -> Any:
     """The caseworker a deadline's case had at `t`: the stored one when `t` is not before its last
     assignment (`caseworker_since`), else looked up in `fu_assignments` (`caseworker_at`)."""
     return case(
@@ -171,10 +183,26 @@ def holder_at(t: datetime) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class WorklistJson:
-    items: list[str]
-    """Each deadline's document as JSON text (an object), soonest due first."""
+    items: list[bytes]
+    """Each deadline's document as UTF-8 JSON text (an object), soonest due first."""
     child_ids: list[str]
     """The child of each item, in the same order (for the audit log)."""
+
+    def json_array(self) -> bytes:
+        """The items as one JSON array (UTF-8)."""
+        return self.in_document(b"", b"")
+
+    def in_document(self, head: bytes, tail: bytes) -> bytes:
+        """`head` + the JSON array of the items + `tail`, put together in one copy."""
+        if not self.items:
+            return head + b"[]" + tail
+        parts = list(self.items)
+        parts[0] = head + b"[" + parts[0]
+        parts[-1] = parts[-1] + b"]" + tail
+        return b",".join(parts)
+
+
+_ORDER = (d.c.due, d.c.deadline, d.c.case_id, d.c.underretning_id, d.c.measure_id, d.c.seq, d.c.id)
 
 
 def worklist_json(
@@ -190,21 +218,70 @@ def worklist_json(
 ) -> WorklistJson:
     """The worklist of `worklist` as the API's documents (the members of
     `shared.casework.views.deadline_view` with `state`), as JSON text: the stored `doc` of each row
-    completed with what depends on `t`. The state comes from `state_of`; on SQLite the instants are
-    compared and rendered from the stored text (its fixed-width UTC form orders as time does)."""
-    t = as_utc(t)
-    wanted = tuple(dict.fromkeys(states))
-    sqlite = conn.dialect.name == "sqlite"
-    instants = [type_coerce(c, String) for c in _INSTANT_COLUMNS] if sqlite else list(_INSTANT_COLUMNS)
+    completed with what depends on `t`. On SQLite the database renders each document itself
+    (`_worklist_sqlite`), elsewhere Python does (`worklist_json_rendered`); both give the same bytes."""
+    if conn.dialect.name == "sqlite":
+        found = _worklist_sqlite(
+            conn,
+            municipality,
+            t,
+            teams=teams,
+            caseworker_id=caseworker_id,
+            states=states,
+            limit=limit,
+            offset=offset,
+        )
+        if found is not None:
+            return found
+    return worklist_json_rendered(
+        conn,
+        municipality,
+        t,
+        teams=teams,
+        caseworker_id=caseworker_id,
+        states=states,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def _conditions(
+    municipality: str,
+    t: datetime,
+    wanted: Iterable[str],
+    teams: Collection[str] | None,
+    caseworker_id: str | None,
+) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [d.c.municipality == municipality, states_condition(wanted, t)]
     if teams is not None:
         conditions.append(d.c.team_id.in_(sorted(teams)) if teams else false())
     if caseworker_id is not None:
         conditions.append(holder_at(t) == caseworker_id)
+    return conditions
+
+
+def worklist_json_rendered(
+    conn: Connection,
+    municipality: str,
+    t: datetime,
+    *,
+    teams: Collection[str] | None = None,
+    caseworker_id: str | None = None,
+    states: Iterable[str] = STATES,
+    limit: int | None = None,
+    offset: int = 0,
+) -> WorklistJson:
+    """`worklist_json` rendered in Python from the rows (any database). The state comes from
+    `state_of`; on SQLite the instants are compared and rendered from the stored text (its
+    fixed-width UTC form orders as time does)."""
+    t = as_utc(t)
+    wanted = tuple(dict.fromkeys(states))
+    sqlite = conn.dialect.name == "sqlite"
+    instants = [type_coerce(c, String) for c in _INSTANT_COLUMNS] if sqlite else list(_INSTANT_COLUMNS)
     stmt = (
         select(d.c.id, d.c.doc, d.c.child_id, *instants, holder_at(t).label("holder"))
-        .where(*conditions)
-        .order_by(d.c.due, d.c.deadline, d.c.case_id, d.c.underretning_id, d.c.measure_id, d.c.seq, d.c.id)
+        .where(*_conditions(municipality, t, wanted, teams, caseworker_id))
+        .order_by(*_ORDER)
     )
     if limit is not None:
         stmt = stmt.limit(limit)
@@ -236,7 +313,156 @@ def worklist_json(
         child_ids.append(child_id)
     if missing:
         _fill_missing_docs(conn, items, missing)
-    return WorklistJson(items, child_ids)
+    return WorklistJson([item.encode() for item in items], child_ids)
+
+
+# --- the worklist rendered by SQLite ------------------------------------------------------------
+
+_ISO_FUNCTION = "fu_copenhagen_iso"
+"""A SQL function (registered on the SQLite connection) of one stored instant: `iso` of it."""
+
+
+def _state_sql(t: Any, soon: Any) -> ColumnElement[Any]:
+    """`state_of` in SQL (NULL: not listed at `t`)."""
+    met = and_(
+        d.c.met_at.is_not(None), d.c.met_at <= t, or_(d.c.ended_at.is_(None), d.c.met_at <= d.c.ended_at)
+    )
+    return case(
+        (d.c.starts_at > t, null()),
+        (met, case((d.c.met_at <= d.c.due, literal("met_on_time")), else_=literal("met_late"))),
+        (and_(d.c.ended_at.is_not(None), d.c.ended_at <= t), null()),
+        (d.c.due < t, literal("overdue")),
+        (d.c.due <= soon, literal("due_soon")),
+        else_=literal("upcoming"),
+    )
+
+
+def _shown_iso(column: Any, t: Any) -> ColumnElement[Any]:
+    """JSON of the instant in `column` if it had happened by `t`, else `null`."""
+    text = getattr(func, _ISO_FUNCTION)(type_coerce(column, String), type_=String)
+    return case(
+        (and_(column.is_not(None), column <= t), literal('"') + text + literal('"')), else_=literal("null")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    """A worklist query compiled for SQLite: its text, and the name of each of its positional
+    parameters (those named in `_worklist_statement`, and the constants' own)."""
+
+    sql: str
+    names: tuple[str, ...]
+    constants: dict[str, Any]
+
+
+@lru_cache(maxsize=256)
+def _worklist_statement(
+    wanted: tuple[str, ...], teams: int | None, by_caseworker: bool, limit: bool, offset: bool
+) -> _Statement:
+    """The SQLite worklist query of one shape (the states wanted, how many teams or None for every
+    team, whether for one caseworker, whether paged), built and compiled once. Its parameters:
+    `now` and `soon` (the stored text of `t` and of `t + DUE_SOON_WINDOW`), `municipality`,
+    `team_0`.., `caseworker`, `limit`, `offset`."""
+    from sqlalchemy.dialects import sqlite
+
+    t = bindparam("now", type_=String)
+    soon = bindparam("soon", type_=String)
+    state = _state_sql(t, soon)
+    settled_by_t = and_(
+        d.c.settled.is_not(None),
+        or_(d.c.met_at.is_(None), d.c.met_at <= t),
+        or_(d.c.ended_at.is_(None), d.c.ended_at <= t),
+        or_(d.c.caseworker_since.is_(None), d.c.caseworker_since <= t),
+    )
+    at_t = (
+        literal(',"met_at":')
+        + _shown_iso(d.c.met_at, t)
+        + literal(',"ended_at":')
+        + _shown_iso(d.c.ended_at, t)
+        + literal(',"caseworker_id":')
+        + func.json_quote(type_coerce(holder_at(t), String), type_=String)
+    )
+    moment = case((settled_by_t, d.c.settled), else_=at_t)
+    document = literal("{") + d.c.doc + moment + literal(',"state":"') + state + literal('"}')
+    conditions: list[ColumnElement[bool]] = [
+        d.c.municipality == bindparam("municipality", type_=String),
+        states_condition(wanted, t, soon),
+    ]
+    if teams is not None:
+        conditions.append(
+            d.c.team_id.in_([bindparam(f"team_{i}", type_=String) for i in range(teams)])
+            if teams
+            else false()
+        )
+    if by_caseworker:
+        conditions.append(holder_at(t) == bindparam("caseworker", type_=String))
+    if set(wanted) != set(STATES):  # (every state: any listed row, which `states_condition` selects)
+        conditions.append(state.in_([literal(s) for s in wanted]))
+    stmt = select(cast(document, LargeBinary), d.c.child_id).where(*conditions).order_by(*_ORDER)
+    if limit:
+        stmt = stmt.limit(bindparam("limit", type_=Integer))
+    if offset:
+        stmt = stmt.offset(bindparam("offset", type_=Integer))
+    compiled = stmt.compile(dialect=sqlite.dialect())
+    if "POSTCOMPILE" in str(compiled):  # (every parameter is its own: nothing to expand at run time)
+        raise RuntimeError("a worklist statement with an expanding parameter")
+    names = tuple(compiled.positiontup or ())
+    params = compiled.params
+    return _Statement(str(compiled), names, {n: params[n] for n in names})
+
+
+def _worklist_sqlite(
+    conn: Connection,
+    municipality: str,
+    t: datetime,
+    *,
+    teams: Collection[str] | None,
+    caseworker_id: str | None,
+    states: Iterable[str],
+    limit: int | None,
+    offset: int,
+) -> WorklistJson | None:
+    """`worklist_json` with each document put together by SQLite from the stored `doc` and `settled`
+    (no Python per row: the rows come back as the documents' UTF-8 bytes). The same rules as the
+    Python renderer: the state is `state_of` written in SQL; `met_at`, `ended_at` and the caseworker
+    are the stored `settled` members when all of them had happened by `t`, else put together as
+    there (`met_at` / `ended_at` when they happened by `t`, rendered by `_iso_of_sqlite_text`,
+    registered as a SQL function; the caseworker the case had at `t`, `holder_at`).
+    The query of each shape is compiled once (`_worklist_statement`) and run on the driver's cursor.
+    None when a selected row has no stored `doc` yet (derived before the column existed)."""
+    t = as_utc(t)
+    wanted = tuple(dict.fromkeys(states))
+    team_list = sorted(teams) if teams is not None else None
+    statement = _worklist_statement(
+        wanted,
+        None if team_list is None else len(team_list),
+        caseworker_id is not None,
+        limit is not None,
+        bool(offset),
+    )
+    values = dict(statement.constants)
+    values.update(
+        now=sqlite_text(t),
+        soon=sqlite_text(t + DUE_SOON_WINDOW),
+        municipality=municipality,
+        caseworker=caseworker_id,
+        limit=limit,
+        offset=offset,
+    )
+    for i, team in enumerate(team_list or ()):
+        values[f"team_{i}"] = team
+    driver = conn.connection.driver_connection
+    driver.create_function(_ISO_FUNCTION, 1, _iso_of_sqlite_text, deterministic=True)  # type: ignore[union-attr]
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    try:  # in the connection's transaction; the rows as the driver gives them (bytes, str)
+        cursor.execute(statement.sql, tuple(values[name] for name in statement.names))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    items: list[bytes] = [row[0] for row in rows]
+    if None in items:
+        return None
+    return WorklistJson(items, [row[1] for row in rows])
 
 
 def _fill_missing_docs(conn: Connection, items: list[str], missing: dict[int, int]) -> None:

@@ -54,8 +54,6 @@ fu_cases = Table(
     Column("caseworker_changes", Integer, nullable=False),
     Column("detail", Text, nullable=False),  # case_view(picture, case_id) as JSON
     Index("ix_fu_cases_municipality_case", "municipality", "case_id"),
-    Index("ix_fu_cases_municipality_team", "municipality", "team_id"),
-    Index("ix_fu_cases_municipality_caseworker", "municipality", "caseworker_id"),
 )
 
 fu_deadlines = Table(
@@ -81,11 +79,26 @@ fu_deadlines = Table(
     # the worklist document's members that do not depend on the moment (JSON, without braces);
     # None on rows derived before the column existed (the API then renders them from the columns)
     Column("doc", Text),
+    # its members `met_at`, `ended_at` and `caseworker_id` as they are once every known fact has
+    # happened (at and after `met_at`, `ended_at` and `caseworker_since`), as JSON: `,"met_at":..`;
+    # None on rows derived before the column existed (the API then renders them from the columns)
+    Column("settled", Text),
     Index("ix_fu_deadlines_stream", "stream_id"),
-    Index("ix_fu_deadlines_municipality_team_due", "municipality", "team_id", "due"),
-    Index("ix_fu_deadlines_municipality_caseworker_due", "municipality", "caseworker_id", "due"),
+    # a team's worklist comes out of this index in the order it is listed (no sorting)
+    Index(
+        "ix_fu_deadlines_municipality_team_due",
+        "municipality",
+        "team_id",
+        "due",
+        "deadline",
+        "case_id",
+        "underretning_id",
+        "measure_id",
+        "seq",
+    ),
     Index("ix_fu_deadlines_municipality_due", "municipality", "due"),
-    Index("ix_fu_deadlines_municipality_case", "municipality", "case_id"),
+    # no index on the caseworker: a worklist's caseworker is the one the case had at `at`
+    # (`queries.holder_at`, a CASE no index serves); cases are found by (municipality, case_id)
 )
 
 fu_assignments = Table(
@@ -132,3 +145,16 @@ fu_dirty = Table(
 DERIVED_TABLES = (fu_events, fu_cases, fu_deadlines, fu_assignments, fu_dirty)
 """What `reset` empties. `fu_profiles` is configuration made by people, not derived from events:
 a replay keeps it."""
+
+REBUILD_INDEXES: tuple[Index, ...] = tuple(
+    index
+    for table in (fu_cases, fu_deadlines, fu_assignments)
+    for index in table.indexes
+    if list(index.columns) != [table.c.stream_id]
+)
+"""The secondary indexes that a rebuild drops and builds again once its rows are in
+(`FollowupProjection.reset` in deferred mode, then `flush`): those of the derived rows that are not
+by stream, whose keys (team, caseworker, due) come in no order a rebuild could follow, so one sort
+at the end costs less than inserting into them row by row. The primary keys, the indexes by stream
+and those of `fu_events` stay: a rebuild writes child after child, municipality after municipality,
+so their entries go in near the previous ones (and a sort at the end would read every body)."""

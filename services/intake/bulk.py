@@ -8,6 +8,13 @@
   not written, so a bad line never rolls back good ones). Lines whose case, measure or
   underretning has not been seen yet are deferred and retried after the input ends until no more
   progress is made; what is left is then rejected with the reason.
+- Parsing takes a shortcut for plainly valid lines (`parsing.fast_lines`: orjson and
+  `fastpath.fast_record`, the same records pydantic would give); every other line is parsed the
+  careful way, with its exact rejection. A large import (after its first `WORKER_AFTER_CHUNKS`
+  chunks, with the `bulk_parse_workers` setting > 0) parses in a second process
+  (`parsing.ParseWorker`) while this one writes: chunk k+1 is parsed there while chunk k is
+  written here, in order. Any trouble with the worker and the chunks are parsed here instead; the
+  results are the same either way.
 - Results go to a spooled temporary file in line order (deferred lines' results, few, are merged
   in when read back), so neither the input nor the per-line results are held in memory.
   Deferred lines wait in a spooled file too, encrypted with a key that lives only in memory
@@ -16,6 +23,7 @@
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 import logging
@@ -24,12 +32,17 @@ import struct
 import tempfile
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
+import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection
 
+from services.intake import parsing
 from services.intake.domain.records import RecordBase, Rejection
 from services.intake.service import IntakeService, Outcome, in_transaction
 
@@ -41,6 +54,8 @@ RESPONSE_BLOCK_BYTES = 64 * 1024
 _HEADER = struct.Struct(">QI")
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # as json.dumps(doc, ensure_ascii=False)
 _LINE_PREFIX = b'{"line": '
+WORKER_AFTER_CHUNKS = 2  # a parsing worker for imports of more chunks than this (small ones never wait)
+PIPELINE_DEPTH = 1  # chunks parsed ahead by the worker while this process writes
 
 
 def _line_of(encoded: bytes) -> int:
@@ -48,6 +63,34 @@ def _line_of(encoded: bytes) -> int:
     if not encoded.startswith(_LINE_PREFIX):
         raise ValueError("a spooled result does not start with its line number")
     return int(encoded[len(_LINE_PREFIX) : encoded.index(b",", len(_LINE_PREFIX))])
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a chunk is processed: a chunk makes tens of thousands of
+    short-lived objects (freed by reference counting as the chunk ends), and the collector would
+    walk them again and again (about a tenth of a chunk's time). Cycles wait until after."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+SQLITE_PAGE_CACHE_KIB = 64 * 1024
+
+
+def _roomy_page_cache(conn: Connection) -> None:
+    """On SQLite, a page cache of `SQLITE_PAGE_CACHE_KIB` for the connection a bulk import writes
+    with (the default is 2 MiB; set at every chunk, a statement that costs next to nothing). A
+    chunk's events land at scattered places of the log's three unique indexes: with the default
+    cache most of those pages are read back from the file for every chunk, and dirty ones spill
+    before the commit. The cache is bounded, so memory stays flat however large the import."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA cache_size = -{int(SQLITE_PAGE_CACHE_KIB)}")
 
 
 class LineSplitter:
@@ -80,30 +123,35 @@ class LineSplitter:
     def feed(self, chunk: bytes) -> list[tuple[int, bytes | None]]:
         out: list[tuple[int, bytes | None]] = []
         self.bytes_seen += len(chunk)
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                rest = chunk[start:]
-                if not self._skipping:
-                    if len(self._buf) + len(rest) > self.max_line_bytes:
-                        self._buf.clear()
-                        self._skipping = True
-                    else:
-                        self._buf += rest
-                return out
-            piece = chunk[start:nl]
+        pieces = chunk.split(b"\n")
+        rest = pieces.pop()  # after the last newline: the start of a line still to come
+        limit = self.max_line_bytes + 1  # +1: a trailing \r
+        for piece in pieces:
             if self._skipping:
                 self._skipping = False
                 self._emit(OVERSIZE, out)
-            elif len(self._buf) + len(piece) > self.max_line_bytes + 1:  # +1: a trailing \r
-                self._buf.clear()
+            elif self._buf:
+                if len(self._buf) + len(piece) > limit:
+                    self._buf.clear()
+                    self._emit(OVERSIZE, out)
+                else:
+                    self._buf += piece
+                    self._emit(bytes(self._buf), out)
+                    self._buf.clear()
+            elif len(piece) > limit:
                 self._emit(OVERSIZE, out)
+            elif self._line_no and piece[-1:] != b"\r" and piece[:1] == b"{":
+                self._line_no += 1  # the common case of `_emit`: not the first line, no \r, not blank
+                out.append((self._line_no, piece))
             else:
-                self._buf += piece
-                self._emit(bytes(self._buf), out)
+                self._emit(piece, out)
+        if not self._skipping:
+            if len(self._buf) + len(rest) > self.max_line_bytes:
                 self._buf.clear()
-            start = nl + 1
+                self._skipping = True
+            else:
+                self._buf += rest
+        return out
 
     def end(self) -> list[tuple[int, bytes | None]]:
         out: list[tuple[int, bytes | None]] = []
@@ -176,9 +224,26 @@ def _result(line_no: int, outcome: Outcome) -> dict[str, Any]:
     return doc
 
 
+_ACCEPTED = b'{"line": %d, "record_id": %s, "status": "accepted", "reason": null}'
+_DUPLICATE = b'{"line": %d, "record_id": %s, "status": "duplicate", "reason": null}'
+
+
+def _encoded(line_no: int, outcome: Outcome) -> bytes:
+    """`_encode(_result(line_no, outcome)).encode()`: the same bytes, the common cases without a dict
+    (orjson writes a string as `json.dumps(..., ensure_ascii=False)` does)."""
+    status, record_id = outcome.status, outcome.record_id
+    if outcome.reason is None and record_id is not None:
+        if status == "accepted":
+            return _ACCEPTED % (line_no, orjson.dumps(record_id))
+        if status == "duplicate":
+            return _DUPLICATE % (line_no, orjson.dumps(record_id))
+    return _encode(_result(line_no, outcome)).encode()
+
+
 class BulkImport:
     """One bulk import on behalf of a caller of `municipality`. Not thread-safe: feed it from one
-    thread at a time (`add` is cheap; `flush` and `finish` do the database work)."""
+    thread at a time (`add` is cheap; `flush` and `finish` do the database work). `close` it at the
+    end (it gives back its parsing worker)."""
 
     def __init__(
         self,
@@ -188,6 +253,7 @@ class BulkImport:
         chunk_lines: int | None = None,
         correlation_id: str | None = None,
         on_progress: Callable[[Summary], None] | None = None,
+        parse_workers: int | None = None,
     ) -> None:
         self.service = service
         self.municipality = municipality
@@ -195,11 +261,18 @@ class BulkImport:
         self.correlation_id = correlation_id or str(uuid.uuid4())
         self.on_progress = on_progress
         self.summary = Summary()
+        self.parse_workers = service.settings.bulk_parse_workers if parse_workers is None else parse_workers
         self._buffer: list[tuple[int, bytes | None]] = []
         self._results: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         self._deferred = _DeferredSpool()
         self._late: dict[int, dict[str, Any]] = {}  # final results of deferred lines
         self._finished = False
+        self._chunks = 0
+        self._worker: parsing.ParseWorker | None = None
+        self._inflight: deque[list[tuple[int, bytes | None]]] = deque()  # sent to the worker, in order
+        self.worker_chunks = 0  # chunks the worker parsed (for tests and the curious)
+        self._spare_core_checked = False
+        self._spare_core = False
 
     # --- feeding ------------------------------------------------------------------------------
 
@@ -209,24 +282,91 @@ class BulkImport:
         return len(self._buffer) >= self.chunk_lines
 
     def flush(self) -> None:
-        """Process the queued lines in one transaction."""
+        """Process the queued lines in one transaction (with a parsing worker: send them to it, and
+        write the chunk it parsed before)."""
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []
-        outcomes = self._process_many(batch)
-        defer: list[tuple[int, bytes]] = []
+        self._chunks += 1
+        worker = self._parse_worker()
+        if worker is not None:
+            try:
+                worker.submit(
+                    [raw for _, raw in batch],
+                    self.service.clock(),
+                    self.service.measure_types(self.municipality),
+                    self.municipality,
+                    self.service.settings.cpr_pseudonym_key.encode(),
+                )
+            except parsing.WorkerGone:
+                pass
+            else:
+                self._inflight.append(batch)
+                while len(self._inflight) > PIPELINE_DEPTH:
+                    self._complete_next()
+                return
+        self._drain()
+        self._done(batch, self._process_many(batch))
+
+    def _parse_worker(self) -> parsing.ParseWorker | None:
+        """The worker to parse the next chunk, once the import is large enough and it has started.
+        Only with a core to spare: the pipeline overlaps two processes' work, but costs some more
+        work in all (records cross a pipe), so on a machine that is busy anyway it does not pay."""
+        if self.parse_workers <= 0 or self._chunks <= WORKER_AFTER_CHUNKS:
+            return None
+        if self._worker is None:
+            if not self._spare_core_checked:
+                self._spare_core_checked = True
+                self._spare_core = parsing.spare_core()
+            if not self._spare_core:
+                return None
+            self._worker = parsing.acquire()
+        if self._worker.broken or not self._worker.ready():
+            return None
+        return self._worker
+
+    def _complete_next(self) -> None:
+        """Write the oldest chunk the worker has (or had) in hand."""
+        batch = self._inflight.popleft()
+        parsed: list[parsing.Parsed] | None = None
+        worker = self._worker
+        if worker is not None and not worker.broken:
+            try:
+                parsed = [parsing.unpack(item) for item in worker.receive()]
+                if len(parsed) != len(batch):
+                    raise parsing.WorkerGone("an answer of the wrong length")
+                self.worker_chunks += 1
+            except parsing.WorkerGone:
+                worker.broken = True
+                parsed = None
+        self._done(batch, self._process_many(batch, parsed))
+
+    def _drain(self) -> None:
+        while self._inflight:
+            self._complete_next()
+
+    def _done(self, batch: list[tuple[int, bytes | None]], outcomes: list[Outcome]) -> None:
+        """Results of a written chunk: spooled in line order; lines waiting for a reference deferred."""
+        encoded: list[bytes] = []
+        summary = self.summary
         for (line_no, raw), outcome in zip(batch, outcomes, strict=True):
             if outcome.retry_later and raw is not None:
-                defer.append((line_no, raw))
+                self._deferred.add(line_no, raw)
                 continue
-            doc = _result(line_no, outcome)
-            self._count(doc)
-            self._results.write(_encode(doc).encode() + b"\n")
-        for line_no, raw in defer:
-            self._deferred.add(line_no, raw)
-        self.summary.lines += len(batch)
+            encoded.append(_encoded(line_no, outcome))
+            status = outcome.status
+            if status == "accepted":
+                summary.accepted += 1
+            elif status == "duplicate":
+                summary.duplicate += 1
+            else:
+                summary.rejected += 1
+        if encoded:
+            encoded.append(b"")
+            self._results.write(b"\n".join(encoded))
+        summary.lines += len(batch)
         if self.on_progress:
-            self.on_progress(self.summary)
+            self.on_progress(summary)
 
     def feed_lines(self, lines: Sequence[tuple[int, bytes | None]]) -> None:
         for line_no, raw in lines:
@@ -236,6 +376,8 @@ class BulkImport:
     def finish(self) -> Summary:
         """Flush, retry deferred lines until no progress, reject what is left."""
         self.flush()
+        self._drain()
+        self._give_back_worker()
         pending = self._deferred
         while pending.count:
             still = _DeferredSpool()
@@ -267,6 +409,11 @@ class BulkImport:
         if self.on_progress:
             self.on_progress(self.summary)
         return self.summary
+
+    def _give_back_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            parsing.release(worker, keep=self.parse_workers)
 
     def _retry(self, chunk: list[tuple[int, bytes]], still: _DeferredSpool | None, *, final: bool) -> bool:
         """One transaction over deferred lines; True if any of them got its final result."""
@@ -306,28 +453,65 @@ class BulkImport:
 
     # --- lines -------------------------------------------------------------------------------------
 
-    def _process_many(self, lines: Sequence[tuple[int, bytes | None]]) -> list[Outcome]:
-        """Parse the lines (outside the transaction), then write the records among them in one."""
+    def _process_many(
+        self, lines: Sequence[tuple[int, bytes | None]], parsed: list[parsing.Parsed] | None = None
+    ) -> list[Outcome]:
+        """Parse the lines (outside the transaction), then write the records among them in one.
+        `parsed`: what the worker made of each line (None for a line to parse here carefully);
+        without it the lines are parsed here (the shortcut first)."""
+        with _gc_paused():
+            return self._process_lines(lines, parsed)
+
+    def _process_lines(
+        self, lines: Sequence[tuple[int, bytes | None]], parsed: list[parsing.Parsed] | None
+    ) -> list[Outcome]:
+        if parsed is None:
+            parsed = parsing.fast_lines(
+                [raw for _, raw in lines],
+                self.service.clock(),
+                self.service.measure_types(self.municipality),
+                self.municipality,
+                self.service._content_mac,
+            )
         outcomes: list[Outcome | None] = []
         records: list[RecordBase] = []
+        hashes: list[str | None] = []
+        isos: list[str | None] = []
         where: list[int] = []  # index in `lines` of each record
-        for index, (line_no, raw) in enumerate(lines):
-            parsed = self._parse(line_no, raw)
-            if isinstance(parsed, Outcome):
-                outcomes.append(parsed)
+        for index, ((line_no, raw), fast) in enumerate(zip(lines, parsed, strict=True)):
+            if fast is not None:
+                outcomes.append(None)
+                records.append(fast[0])
+                hashes.append(fast[1])
+                isos.append(fast[2])
+                where.append(index)
+                continue
+            careful = self._parse(line_no, raw)
+            if isinstance(careful, Outcome):
+                outcomes.append(careful)
             else:
                 outcomes.append(None)
-                records.append(parsed)
+                records.append(careful)
+                hashes.append(None)
+                isos.append(None)
                 where.append(index)
         if records:
 
             def on_error(i: int, exc: Exception) -> Outcome:
                 return self._internal_error(lines[where[i]][0], records[i], exc)
 
-            written = in_transaction(
-                self.service.engine,
-                lambda conn: self.service.write_many(conn, records, self.correlation_id, on_error=on_error),
-            )
+            def write(conn: Connection) -> list[Outcome]:
+                _roomy_page_cache(conn)
+                return self.service.write_many(
+                    conn,
+                    records,
+                    self.correlation_id,
+                    on_error=on_error,
+                    content_hashes=hashes,
+                    occurred_at_isos=isos,
+                )
+
+            written = in_transaction(self.service.engine, write)
             for index, outcome in zip(where, written, strict=True):
                 outcomes[index] = outcome
         return [o for o in outcomes if o is not None]
@@ -396,7 +580,7 @@ class BulkImport:
     def results(self) -> Iterator[dict[str, Any]]:
         """Every line's result, in line order."""
         for encoded in self._encoded_results():
-            yield json.loads(encoded)
+            yield orjson.loads(encoded)
 
     def _encoded_results(self) -> Iterator[bytes]:
         """Every line's result as its JSON (as spooled, not decoded and encoded again), in line order."""
@@ -429,5 +613,9 @@ class BulkImport:
         yield bytes(block)
 
     def close(self) -> None:
-        self._results.close()
-        self._deferred.close()
+        try:
+            self._inflight.clear()
+            self._give_back_worker()
+        finally:
+            self._results.close()
+            self._deferred.close()

@@ -37,7 +37,14 @@ class Settings(ServiceSettings, OpsSettings):
     max_line_bytes: int = Field(
         256 * 1024, description="Largest line of a bulk import (that line is rejected)."
     )
-    bulk_chunk_lines: int = Field(500, description="Lines per transaction in a bulk import.")
+    bulk_chunk_lines: int = Field(2000, ge=1, description="Lines per transaction in a bulk import.")
+    bulk_parse_workers: int = Field(
+        1,
+        ge=0,
+        le=1,
+        description="Processes that parse a large bulk import's lines while the importing process writes "
+        "(used only when a core is free; 0 = parse in the importing process).",
+    )
     run_relay: bool = Field(True, description="With transport=kafka, run the outbox relay in the service.")
     auto_create_tables: bool = Field(
         False, description="Create missing tables at start-up (development; production uses migrations)."

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import threading
 import time
@@ -29,7 +28,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
@@ -38,29 +37,36 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from services.intake.adapters import repository as repo
-from services.intake.adapters.snapshot import ChunkView
+from services.intake.adapters.snapshot import ChunkView, Refs
 from services.intake.adapters.vault import Sealed, Vault
 from services.intake.config import Settings
 from services.intake.domain.cpr import ChildIdentity
 from services.intake.domain.decide import Accept, Reject, decide
+from services.intake.domain.fastpath import canonical_json
 from services.intake.domain.records import (
+    CaseClosedRecord,
+    CaseOpenedRecord,
+    CaseworkerAssignedRecord,
+    MeasureEndedRecord,
+    MeasureStartedRecord,
     RecordBase,
     Rejection,
-    canonical_content,
+    UnderretningReceivedRecord,
     child_of,
     identity_of,
     parse_record,
 )
-from shared.events.catalogue import ChildRef
+from shared.events.catalogue import ChildRef, EventPayload
 from shared.events.codes import MeasureType
 from shared.events.envelope import EventEnvelope, stream_id_for_child
 from shared.eventstore.store import (
     ConcurrencyError,
     DuplicateRecordError,
+    EventRow,
     EventStore,
-    NewEvent,
     StoredRecord,
     new_event_id,
+    new_event_ids,
     savepoint,
 )
 
@@ -70,9 +76,10 @@ MAX_ATTEMPTS = 8
 Status = Literal["accepted", "duplicate", "conflict", "rejected", "busy"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What became of one record."""
+    """What became of one record. (Not frozen: a bulk import makes one for every line, and a frozen
+    dataclass costs four times as much to make; nothing changes one after it is made.)"""
 
     status: Status
     record_id: str | None
@@ -123,7 +130,24 @@ def conflict(record_id: str, position: int | None = None) -> Outcome:
 
 
 OnError = Callable[[int, Exception], Outcome]
-_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_CARRY_A_CHILD = frozenset({"UnderretningReceived", "CaseOpened"})  # the record types with `data.child`
+# the record types that change intake's lookup tables (`repo.Changes`) and the view's entities
+_STATE_CHANGING: frozenset[type[RecordBase]] = frozenset(
+    {
+        UnderretningReceivedRecord,
+        CaseOpenedRecord,
+        CaseworkerAssignedRecord,
+        MeasureStartedRecord,
+        MeasureEndedRecord,
+        CaseClosedRecord,
+    }
+)
+
+
+def payload_json(payload: EventPayload) -> str:
+    """`payload.model_dump_json()` (what `EventEnvelope.data_json` stores), without the wrapper's
+    keyword handling: the serializer with its defaults."""
+    return type(payload).__pydantic_serializer__.to_json(payload).decode()
 
 
 class _Unplannable(Exception):
@@ -134,7 +158,7 @@ class _Unplannable(Exception):
 class _Plan:
     """The writes of a chunk's accepted records, in record order."""
 
-    events: list[NewEvent] = field(default_factory=list)
+    rows: list[EventRow] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)  # index of each event's record in the chunk
     changed: list[bool | None] = field(default_factory=list)  # `Accept.change` of each event
     expected: dict[str, int] = field(default_factory=dict)  # stream -> version before the chunk
@@ -142,6 +166,11 @@ class _Plan:
     sealed: list[Sealed] = field(default_factory=list)
     rechecks: list[int] = field(default_factory=list)  # refused records: look at their id again
     echoes: list[tuple[int, int]] = field(default_factory=list)  # (duplicate, its earlier record)
+
+
+# A record of a chunk, ready to plan: (index in the chunk, record, content hash, its child, its refs,
+# `occurred_at.isoformat()` when known)
+_Prepared = tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None, Refs, str | None]
 
 
 _WRITERS_LOCK = 727276
@@ -192,12 +221,15 @@ class IntakeService:
         return parse_record(obj, now=self.clock(), measure_types=types)
 
     def content_hash(self, record: RecordBase) -> str:
-        """Keyed hash of the record's canonical JSON: compares content without revealing a CPR."""
+        """Keyed hash of the record's canonical JSON (`canonical_content`, sorted and compact):
+        compares content without revealing a CPR."""
         mac = self._content_mac.copy()
-        mac.update(_canonical_json(canonical_content(record)).encode())
+        mac.update(canonical_json(record))
         return mac.hexdigest()
 
     def child(self, record: RecordBase) -> tuple[ChildRef, ChildIdentity] | None:
+        if record.__dict__.get("type") not in _CARRY_A_CHILD:
+            return None
         child = child_of(record)
         if child is None:
             return None
@@ -300,23 +332,35 @@ class IntakeService:
         *,
         on_error: OnError | None = None,
         correlation_ids: Sequence[str] | None = None,
+        content_hashes: Sequence[str | None] | None = None,
+        occurred_at_isos: Sequence[str | None] | None = None,
     ) -> list[Outcome]:
         """Records -> one outcome each, in `conn`'s transaction: the outcomes `write` would give
         called for each record in this order, written with a few statements for the whole lot.
 
         `on_error(index, exc)` turns an unexpected error of one record (not of the database) into
         its outcome, so the others still go in; without it the error propagates.
-        `correlation_ids`: one per record (else `correlation_id` for all).
+        `correlation_ids`: one per record (else `correlation_id` for all). `content_hashes`, and
+        `occurred_at_isos` (`record.occurred_at.isoformat()`): where already known (a bulk import's
+        parsing worker), else None.
+        The events of the lot share one `recorded_at` (they are recorded by one transaction).
         """
         cid = correlation_id or str(uuid.uuid4())
         cids = list(correlation_ids) if correlation_ids is not None else [cid] * len(records)
         if len(cids) != len(records):
             raise ValueError("write_many: one correlation id per record")
+        if content_hashes is not None and len(content_hashes) != len(records):
+            raise ValueError("write_many: one content hash (or None) per record")
+        if occurred_at_isos is not None and len(occurred_at_isos) != len(records):
+            raise ValueError("write_many: one occurred_at text (or None) per record")
         outcomes: list[Outcome | None] = [None] * len(records)
-        prepared: list[tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None]] = []
+        prepared: list[_Prepared] = []
         for i, record in enumerate(records):
             try:
-                prepared.append((i, record, self.content_hash(record), self.child(record)))
+                known = content_hashes[i] if content_hashes is not None else None
+                content_hash = known if known is not None else self.content_hash(record)
+                iso = occurred_at_isos[i] if occurred_at_isos is not None else None
+                prepared.append((i, record, content_hash, self.child(record), repo.refs(record), iso))
             except Exception as exc:
                 outcomes[i] = _failed(i, exc, on_error)
         if not prepared:
@@ -325,7 +369,7 @@ class IntakeService:
         try:
             plan = self._plan(conn, prepared, outcomes, cids, on_error)
             with savepoint(conn):
-                positions = self.store.append_many(conn, plan.events, expected_versions=plan.expected)
+                positions = self.store.append_rows(conn, plan.rows, expected_versions=plan.expected)
                 plan.changes.write(conn)
                 self.vault.store_many(conn, plan.sealed)
         except (_Unplannable, ConcurrencyError, DuplicateRecordError, IntegrityError) as exc:
@@ -333,20 +377,15 @@ class IntakeService:
                 "intake: a chunk met a concurrent writer (%s); writing it record by record",
                 type(exc).__name__,
             )
-            return self._write_each(conn, records, cids, [i for i, *_ in prepared], outcomes, on_error)
+            return self._write_each(conn, records, cids, [p[0] for p in prepared], outcomes, on_error)
         at: dict[int, int] = {}
-        for line, item, change, position in zip(
-            plan.lines, plan.events, plan.changed, positions, strict=True
-        ):
+        for line, row, change, position in zip(plan.lines, plan.rows, plan.changed, positions, strict=True):
             at[line] = position
-            env = item.envelope
-            outcomes[line] = Outcome(
-                "accepted", env.record_id, event_id=env.event_id, position=position, change=change
-            )
+            outcomes[line] = Outcome("accepted", row[6], None, None, row[0], position, change)
         for line, earlier in plan.echoes:
             done = outcomes[line]
             assert done is not None
-            outcomes[line] = replace(done, position=at.get(earlier))
+            done.position = at.get(earlier)
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(records)
         return final
@@ -354,27 +393,38 @@ class IntakeService:
     def _plan(
         self,
         conn: Connection,
-        prepared: list[tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None]],
+        prepared: list[_Prepared],
         outcomes: list[Outcome | None],
         correlation_ids: list[str],
         on_error: OnError | None,
     ) -> _Plan:
         """Read the chunk's view, decide every record in order in memory, collect the writes."""
-        view = ChunkView.load(conn, self.store, [(r, c[0] if c else None) for _, r, _, c in prepared])
+        items = [(r, c[0] if c else None, refs) for _, r, _, c, refs, _ in prepared]
+        view = ChunkView.load(conn, self.store, items)
         plan = _Plan()
-        for i, record, content_hash, child in prepared:
-            m, record_id = record.municipality, record.record_id
-            seen = view.seen(m, record_id)
+        recorded_at = self.clock().isoformat()
+        event_ids = new_event_ids(len(prepared))
+        seen_records = view.records
+        versions = view.versions
+        types: dict[str, Mapping[str, MeasureType]] = {}
+        for k, (i, record, content_hash, child, refs, occurred_iso) in enumerate(prepared):
+            fields = record.__dict__
+            m, record_id = fields["municipality"], fields["record_id"]
+            seen = seen_records.get((m, record_id))
             if seen is not None:
                 prior = StoredRecord(seen.position or 0, seen.content_hash)
                 outcome = self._seen(prior, content_hash, record_id)
-                outcomes[i] = replace(outcome, position=seen.position)
+                outcome.position = seen.position
+                outcomes[i] = outcome
                 if seen.line is not None:
                     plan.echoes.append((i, seen.line))
                 continue
             try:
                 child_ref = child[0] if child else None
-                stream_child, state = view.situation(m, record, child_ref, self.measure_types(m))
+                measure_types = types.get(m)
+                if measure_types is None:
+                    measure_types = types[m] = self.measure_types(m)
+                stream_child, state = view.situation(m, record, child_ref, measure_types, refs)
                 decision = decide(record, state)
                 if isinstance(decision, Reject):
                     outcomes[i] = Outcome.rejected(decision, record_id)
@@ -383,33 +433,41 @@ class IntakeService:
                 if decision.child_id != stream_child or stream_child is None:
                     raise _Unplannable(record_id)
                 stream_id = stream_id_for_child(m, stream_child)
-                version = view.version(stream_id)
+                version = versions.get(stream_id)
                 if version is None:  # not read with the chunk (cannot happen): read it now
                     version = self.store.stream_version(conn, stream_id)
-                envelope = self._envelope(record, stream_id, version + 1, decision, correlation_ids[i])
-                data_json = envelope.data_json()
-                new_child = child is not None and not view.child_known(m, child[0].child_id)
+                payload = decision.payload
+                occurred_at = fields["occurred_at"]
+                row: EventRow = (
+                    event_ids[k],
+                    stream_id,
+                    version + 1,
+                    payload.event_type,
+                    payload.schema_version,
+                    m,
+                    record_id,
+                    occurred_iso if occurred_iso is not None else occurred_at.isoformat(),
+                    recorded_at,
+                    correlation_ids[i],
+                    content_hash,
+                    payload_json(payload),
+                )
+                new_child = child is not None and (m, child[0].child_id) not in view.known_children
                 sealed = self.vault.seal(m, child[0].child_id, child[1]) if child and new_child else None
             except _Unplannable:
                 raise
             except Exception as exc:
                 outcomes[i] = _failed(i, exc, on_error)
                 continue
-            view.accept(
-                m,
-                record,
-                decision,
-                line=i,
-                content_hash=content_hash,
-                stream_id=stream_id,
-                version=version + 1,
-                new_child=new_child,
-            )
+            kind = type(record)
+            utc = occurred_at.astimezone(UTC) if kind in _STATE_CHANGING else None
+            view.accept(m, record, decision, i, content_hash, stream_id, version + 1, new_child, utc)
             plan.expected.setdefault(stream_id, version)
-            plan.events.append(NewEvent(envelope, content_hash, data_json))
+            plan.rows.append(row)
             plan.lines.append(i)
             plan.changed.append(decision.change)
-            plan.changes.add(m, record, decision)
+            if utc is not None:
+                plan.changes.add(m, record, decision, utc)
             if sealed is not None:
                 plan.sealed.append(sealed)
         self._recheck(conn, prepared, plan.rechecks, outcomes)
@@ -418,7 +476,7 @@ class IntakeService:
     def _recheck(
         self,
         conn: Connection,
-        prepared: list[tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None]],
+        prepared: list[_Prepared],
         rechecks: list[int],
         outcomes: list[Outcome | None],
     ) -> None:
@@ -427,7 +485,7 @@ class IntakeService:
         if not rechecks:
             return
         wanted = set(rechecks)
-        by_index = {i: (r, h) for i, r, h, _ in prepared if i in wanted}
+        by_index = {i: (r, h) for i, r, h, *_ in prepared if i in wanted}
         ids: dict[str, list[str]] = {}
         for record, _ in by_index.values():
             ids.setdefault(record.municipality, []).append(record.record_id)

@@ -9,7 +9,10 @@ or the batching; a late record (a DUBU backfill) simply changes the child's cont
 past periods it touches.
 
 rebuild_children() (bulk replay into a reset projection) adds a whole page of children into one
-mapping per municipality and writes the sums: the same tables, row for row, as `apply`.
+mapping per municipality and writes the sums: the same tables, row for row, as `apply`. Driven by
+the runner (`start_rebuild` .. `finish_rebuild`), the sums of a municipality are held across pages
+until the log (in stream order, so municipality by municipality) has passed it, and its packed rows
+are then inserted once; the events are stored from the log's own texts (`encode_log_row`).
 
 The buckets are stored packed (tables.packed): one row per (municipality, kind, team, caseworker,
 mode, position) holding its non-zero (bucket, code, value) entries, sorted; a row with no entries
@@ -28,8 +31,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, delete, select
@@ -48,6 +52,7 @@ from shared.casework.child import project_child
 from shared.casework.rules import DefaultRules, RuleSettings
 from shared.events.catalogue import decode_payload_json
 from shared.events.envelope import EventEnvelope
+from shared.eventstore.store import LogRow
 
 T = TypeVar("T")
 Group = tuple[str, str, str, str, str, int]  # a packed row: municipality, kind, team, caseworker, mode, pos
@@ -67,24 +72,62 @@ def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 # --- the stored event form -----------------------------------------------------------------
 
 _json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_DOC_FORM = 1  # a compact list; rows written before it hold the dict of EventEnvelope.to_wire()
+_s = encode_basestring  # a str as JSON text, as `_json` writes it
+_DOC_FORM = 2  # see encode_event; older rows hold form 1 (the list with the payload's text as its
+# last item, a JSON string) or the dict of EventEnvelope.to_wire(): decode_event reads all three
+
+
+def _no_default(o: object) -> Any:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+# the encoder `_json` builds on every call, built once (CPython's C accelerator)
+_ONCE = None if c_make_encoder is None else c_make_encoder(
+    None, _no_default, encode_basestring, None, ":", ",", False, False, True)
+
+
+def _json_list(value: list[Any]) -> str:
+    """`_json(value)` for a list of plain values (what the packed rows hold)."""
+    return _json(value) if _ONCE is None else "".join(_ONCE(value, 0))
 
 
 def encode_event(e: EventEnvelope) -> str:
     """The stored `doc` of an event: a JSON list of the envelope's fields (stream and municipality
-    are columns) with the payload's JSON text, cheaper to write and to read than the wire dict."""
-    return _json([_DOC_FORM, e.event_id, e.version, e.record_id, e.occurred_at.isoformat(),
-                  e.recorded_at.isoformat(), e.correlation_id, e.type, e.schema_version, e.position,
-                  e.data_json()])
+    are columns), a newline, and the payload's JSON text as it is (form 2: nothing to escape, and
+    the payload is validated straight from its text on reading). JSON never holds a raw newline,
+    so the first one ends the list."""
+    position = "null" if e.position is None else int(e.position)
+    return (f"[{_DOC_FORM},{_s(e.event_id)},{int(e.version)},{_s(e.record_id)},"
+            f"{_s(e.occurred_at.isoformat())},{_s(e.recorded_at.isoformat())},{_s(e.correlation_id)},"
+            f"{_s(e.type)},{int(e.schema_version)},{position}]\n{e.data_json()}")
+
+
+def encode_log_row(row: LogRow, e: EventEnvelope) -> str:
+    """`encode_event(e)` of the event the log row `row` holds, from the row's own texts (the store
+    writes `occurred_at.isoformat()` and `data_json()`, which is what `encode_event` writes), so
+    nothing is encoded again. A row of an older schema version (its data is upcast on reading) is
+    encoded from the envelope."""
+    (position, event_id, _stream, version, type_, schema_version, _municipality, record_id, occurred,
+     recorded, correlation, data) = row
+    if schema_version != e.schema_version:
+        return encode_event(e)
+    return (f"[{_DOC_FORM},{_s(event_id)},{version},{_s(record_id)},{_s(occurred)},{_s(recorded)},"
+            f"{_s(correlation)},{_s(type_)},{schema_version},{position}]\n{data}")
 
 
 def decode_event(stream_id: str, municipality: str, doc: str) -> EventEnvelope:
-    """A stored `doc` (either form) -> the envelope."""
-    if doc.startswith("{"):
+    """A stored `doc` (any form) -> the envelope."""
+    if doc.startswith("{"):  # the wire dict (the first form)
         return EventEnvelope.from_wire(json.loads(doc))
-    _form, event_id, version, record_id, occurred, recorded, correlation, typ, schema, position, data = (
-        json.loads(doc)
-    )
+    head, newline, data = doc.partition("\n")
+    if newline:  # form 2: the list, then the payload's text
+        _form, event_id, version, record_id, occurred, recorded, correlation, typ, schema, position = (
+            json.loads(head)
+        )
+    else:  # form 1: the payload's text is the list's last item
+        _form, event_id, version, record_id, occurred, recorded, correlation, typ, schema, position, data = (
+            json.loads(doc)
+        )
     return EventEnvelope(
         event_id=event_id,
         stream_id=stream_id,
@@ -113,12 +156,19 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) ->
 
 @dataclass(slots=True)
 class PreparedChildren:
-    """What `LedelsesinfoProjection.prepare_children` computed for a page of children."""
+    """What `LedelsesinfoProjection.prepare_children` computed for a page of children: the event
+    and child rows, the contribution sums to write with the page (`deltas`, as packed rows in
+    `docs`), and during a bulk rebuild what to hold after the page's commit (`held`: sums of
+    the municipality that may go on in the next page) and which held sums the page writes
+    (`flushed`)."""
 
     events: list[tuple[str, str, str, str]]
     child_rows: list[tuple[str, str]]
     deltas: Deltas
-    groups: dict[Group, list[Entry]]
+    docs: list[tuple[Group, str]]
+    held: Deltas = field(default_factory=dict)
+    flushed: list[str] = field(default_factory=list)
+    final: bool = False  # the rebuild's last work: holding ends with its commit
 
 
 def _event_row(e: EventEnvelope) -> tuple[str, str, str, str]:
@@ -152,6 +202,8 @@ class LedelsesinfoProjection:
     """Implements shared.messaging.projection.Projection."""
 
     parallel_rebuild = True  # child rows are per child; packed rows are added to under the writer lock
+    uses_log_rows = True  # the bulk rebuild stores the log's own texts (`encode_log_row`)
+    HOLD_LIMIT = 300_000  # contribution keys held for one municipality across pages (about 60 MB)
 
     name = "ledelsesinfo"
     metadata = tables.metadata
@@ -163,6 +215,7 @@ class LedelsesinfoProjection:
         the child conversation, Herning's cadence profile), as the follow-up worklists use them."""
         self.rules: RuleSettings = rules if rules is not None else DefaultRules()
         self.profile_lookup = profile_lookup
+        self._held: Deltas | None = None  # during a bulk rebuild: sums held across pages
 
     # --- Projection protocol ---------------------------------------------------------------
 
@@ -200,23 +253,98 @@ class LedelsesinfoProjection:
         _write_packed(conn, deltas)
 
     def prepare_children(
-        self, engine: Engine, children: Sequence[Sequence[EventEnvelope]]
+        self,
+        engine: Engine,
+        children: Sequence[Sequence[EventEnvelope]],
+        log_rows: Sequence[Sequence[LogRow]] | None = None,
     ) -> PreparedChildren:
         """The pure part of `rebuild_children`, which the runner calls before it opens the page's
         writing transaction (so replay processes overlap on SQLite's single writer): the encoded
-        events, the child rows and the packed entries of the page's summed contributions."""
-        children = [envs for envs in children if envs]
+        events (from the log's own texts when the runner hands over `log_rows`, the children's
+        rows beside their events), the child rows and the packed entries of the page's summed
+        contributions. Within a bulk rebuild (`start_rebuild`) the sums of the page's last
+        municipality are held for the next page (its children go on there when the log is read in
+        stream order), and those held before are written with this page once their municipality
+        is done (or too big to hold): a municipality's packed rows are then written once, not
+        read, added to and written again page after page."""
         deltas: Deltas = {}
         child_rows: list[tuple[str, str]] = []
-        for envs in children:
-            municipality = envs[0].municipality
+        events: list[tuple[str, str, str, str]] = []
+        lookup, rules = self.profile_lookup, self.rules
+        for i, envs in enumerate(children):
+            if not envs:
+                continue
+            first = envs[0]
+            municipality = first.municipality
             data = deltas.get(municipality)
             if data is None:
                 data = deltas[municipality] = defaultdict(int)
-            add_contributions(project_child(envs, self.profile_lookup, self.rules), data)
-            child_rows.append((envs[0].stream_id, municipality))
-        events = [_event_row(e) for envs in children for e in envs]
-        return PreparedChildren(events, child_rows, deltas, _packed_groups(deltas))
+            add_contributions(project_child(envs, lookup, rules), data)
+            child_rows.append((first.stream_id, municipality))
+            if log_rows is not None:
+                events.extend([(e.event_id, e.stream_id, e.municipality, encode_log_row(row, e))
+                               for row, e in zip(log_rows[i], envs, strict=True)])
+            else:
+                events.extend([_event_row(e) for e in envs])
+        if self._held is None:
+            return PreparedChildren(events, child_rows, deltas, _packed_docs(deltas))
+        return self._hold(events, child_rows, deltas, child_rows[-1][1] if child_rows else None)
+
+    def _hold(self, events: list[tuple[str, str, str, str]], child_rows: list[tuple[str, str]],
+              deltas: Deltas, going_on: str | None) -> PreparedChildren:
+        """Split a page's sums (with those held from earlier pages) into what to write now and what
+        to hold: only the municipality that may go on (`going_on`) is held, while it stays small.
+        Nothing held is changed here (the page's transaction may still fail): the held sums to
+        write are added into the page's own mappings, and `rebuild_committed` updates the held ones."""
+        held = self._held if self._held is not None else {}
+        write: Deltas = {}
+        hold: Deltas = {}
+        flushed: list[str] = []
+        for municipality in sorted(held.keys() | deltas.keys()):
+            before, page = held.get(municipality), deltas.get(municipality)
+            size = (len(before) if before else 0) + (len(page) if page else 0)
+            if municipality == going_on and page is not None and size <= self.HOLD_LIMIT:
+                hold[municipality] = page
+                continue
+            if before is not None:
+                flushed.append(municipality)
+                if page is None:
+                    page = before
+                else:
+                    for k, v in before.items():
+                        page[k] += v
+            if page is not None:
+                write[municipality] = page
+        return PreparedChildren(events, child_rows, write, _packed_docs(write), hold, flushed)
+
+    def start_rebuild(self) -> None:
+        """The runner begins a bulk rebuild (`bulk_replay`): hold sums across pages from now on."""
+        self._held = {}
+
+    def rebuild_committed(self, work: object) -> None:
+        """The page `work` (a `PreparedChildren`) is committed: forget the held sums it wrote, hold
+        the ones it left for the next page."""
+        if self._held is None or not isinstance(work, PreparedChildren):
+            return
+        if work.final:
+            self._held = None
+            return
+        for municipality in work.flushed:
+            self._held.pop(municipality, None)
+        for municipality, page in work.held.items():
+            before = self._held.get(municipality)
+            if before is None:
+                self._held[municipality] = page
+            else:
+                for k, v in page.items():
+                    before[k] += v
+
+    def finish_rebuild(self) -> PreparedChildren:
+        """After the last page: the held sums, as a page without children (for `rebuild_children`;
+        its `rebuild_committed` ends the holding)."""
+        prepared = self._hold([], [], {}, None)
+        prepared.final = True
+        return prepared
 
     def rebuild_children(
         self, conn: Connection, children: Sequence[Sequence[EventEnvelope]] | PreparedChildren
@@ -224,14 +352,15 @@ class LedelsesinfoProjection:
         """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
         the complete set of one child's events, none of them stored yet (no child row either), or
         what `prepare_children` made of them. Stores the events and the child rows, adds every
-        child's contributions into one mapping per municipality and writes the sums once: the same
+        child's contributions into one mapping per municipality and writes the sums: the same
         rows as `apply`. The packed rows are read, added to and written under the writer lock, so
-        processes rebuilding different children at once (`parallel_rebuild`) lose no update."""
+        processes rebuilding different children at once (`parallel_rebuild`) lose no update.
+        Outside `start_rebuild` .. `finish_rebuild` every page's sums are written with the page."""
         prepared = children if isinstance(children, PreparedChildren) else self.prepare_children(
             conn.engine, children)
         _insert_event_rows(conn, prepared.events)
         _insert_children(conn, prepared.child_rows)
-        _write_packed(conn, prepared.deltas, prepared.groups)
+        _write_packed(conn, prepared.deltas, prepared.docs)
 
     def reset(self, conn: Connection) -> None:
         for table in tables.DERIVED:
@@ -263,14 +392,21 @@ def _packed_groups(deltas: Deltas) -> dict[Group, list[Entry]]:
     return groups
 
 
-def _write_packed(conn: Connection, deltas: Deltas, groups: dict[Group, list[Entry]] | None = None) -> None:
+def _packed_docs(deltas: Deltas) -> list[tuple[Group, str]]:
+    """Pure: the contribution changes as packed rows (key, doc: the sorted non-zero entries), in key
+    order: what a municipality without rows yet gets inserted (encoded before the writing
+    transaction)."""
+    return sorted((g, _json_list(sorted(entries))) for g, entries in _packed_groups(deltas).items())
+
+
+def _write_packed(conn: Connection, deltas: Deltas, docs: list[tuple[Group, str]] | None = None) -> None:
     """Add the contribution changes to the packed rows: read the touched rows (none for a
     municipality without rows yet: the usual case in a rebuild), add, and write back the rows that
     changed; a row whose entries all came to 0 is deleted. Entries are sorted and non-zero, so equal
-    sums give equal rows. `groups`: `_packed_groups(deltas)` when already computed."""
-    if groups is None:
-        groups = _packed_groups(deltas)
-    if not groups:
+    sums give equal rows. `docs`: `_packed_docs(deltas)` when already computed."""
+    if docs is None:
+        docs = _packed_docs(deltas)
+    if not docs:
         return
     m = _mark(conn)
     t = tables.packed.name
@@ -278,31 +414,33 @@ def _write_packed(conn: Connection, deltas: Deltas, groups: dict[Group, list[Ent
     if conn.dialect.name == "postgresql":  # serialise the writers: each row is read, added to, written
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
     known = {mu for mu in deltas if _has_rows(conn, t, mu)}
-    existing: dict[Group, str] = {}
-    for chunk in _chunks(sorted(g for g in groups if g[0] in known)):
-        values = ", ".join([f"({', '.join([m] * 6)})"] * len(chunk))
-        rows = conn.exec_driver_sql(f"SELECT {cols}, doc FROM {t} WHERE ({cols}) IN (VALUES {values})",
-                                    tuple(x for g in chunk for x in g))
-        for r in rows:
-            existing[cast(Group, tuple(r[:6]))] = r[6]
-    inserts: list[tuple[Any, ...]] = []
+    inserts: list[tuple[Any, ...]] = [(*g, doc) for g, doc in docs if g[0] not in known]
     updates: list[tuple[Any, ...]] = []
     removed: list[tuple[Any, ...]] = []
-    for g, entries in sorted(groups.items()):
-        old = existing.get(g)
-        if old is None:
-            inserts.append((*g, _json(sorted(entries))))
-            continue
-        sums: defaultdict[tuple[str, str], int] = defaultdict(int)
-        for bucket, code, v in json.loads(old):
-            sums[(bucket, code)] += v
-        for bucket, code, v in entries:
-            sums[(bucket, code)] += v
-        merged = sorted((b, c, v) for (b, c), v in sums.items() if v)
-        if merged:
-            updates.append((_json(merged), *g))
-        else:
-            removed.append(g)
+    if known:
+        adding = [(g, doc) for g, doc in docs if g[0] in known]
+        existing: dict[Group, str] = {}
+        for chunk in _chunks([g for g, _doc in adding]):
+            values = ", ".join([f"({', '.join([m] * 6)})"] * len(chunk))
+            rows = conn.exec_driver_sql(f"SELECT {cols}, doc FROM {t} WHERE ({cols}) IN (VALUES {values})",
+                                        tuple(x for g in chunk for x in g))
+            for r in rows:
+                existing[cast(Group, tuple(r[:6]))] = r[6]
+        for g, doc in adding:
+            old = existing.get(g)
+            if old is None:
+                inserts.append((*g, doc))
+                continue
+            sums: defaultdict[tuple[str, str], int] = defaultdict(int)
+            for bucket, code, v in json.loads(old):
+                sums[(bucket, code)] += v
+            for bucket, code, v in json.loads(doc):
+                sums[(bucket, code)] += v
+            merged = sorted((b, c, v) for (b, c), v in sums.items() if v)
+            if merged:
+                updates.append((_json_list(merged), *g))
+            else:
+                removed.append(g)
     key = " AND ".join(f"{c} = {m}" for c in PACKED_KEY)
     _executemany(conn, f"INSERT INTO {t} ({cols}, doc) VALUES ({', '.join([m] * 7)})", inserts)
     _executemany(conn, f"UPDATE {t} SET doc = {m} WHERE {key}", updates)
@@ -312,31 +450,42 @@ def _write_packed(conn: Connection, deltas: Deltas, groups: dict[Group, list[Ent
 def _pack(municipality: str, data: dict[Bucket, int], groups: dict[Group, list[Entry]]) -> None:
     """A municipality's contribution changes as entries of packed rows, added to `groups`: a point
     change at its period, the state changes of each (bucket, code) summed into their Fenwick nodes;
-    no zero entries."""
-    series: dict[tuple[str, str, str, str, str], dict[int, int]] = {}
-    get = groups.get
+    no zero entries. (Grouped first by scope, then by period or node: the rows' keys are built once
+    per row, not once per entry.)"""
+    points: dict[tuple[str, str, str, int], list[Entry]] = {}  # (kind, team, cw, period) -> entries
+    series: dict[tuple[str, str, str, str, str], dict[int, int]] = {}  # (kind, team, cw, bucket, key)
+    point_get, series_get = points.get, series.get
     for (mode, kind, period, team, cw, bucket, key), d in data.items():
         if not d:
             continue
         if mode == POINT:
-            g = (municipality, kind, team, cw, POINT, period)
-            entries = get(g)
+            pk = (kind, team, cw, period)
+            entries = point_get(pk)
             if entries is None:
-                groups[g] = [(bucket, key, d)]
+                points[pk] = [(bucket, key, d)]
             else:
                 entries.append((bucket, key, d))
         else:
             sk = (kind, team, cw, bucket, key)
-            changes = series.get(sk)
+            changes = series_get(sk)
             if changes is None:
                 series[sk] = {period: d}
             else:
                 changes[period] = d
+    for (kind, team, cw, period), entries in points.items():
+        groups[(municipality, kind, team, cw, POINT, period)] = entries
+    nodes: dict[tuple[str, str, str], dict[int, list[Entry]]] = {}  # (kind, team, cw) -> node -> entries
     for (kind, team, cw, bucket, key), changes in series.items():
+        scope = (kind, team, cw)
+        at = nodes.get(scope)
+        if at is None:
+            at = nodes[scope] = {}
         for node, v in node_sums(cast(PeriodKind, kind), changes).items():
-            g = (municipality, kind, team, cw, STATE, node)
-            entries = get(g)
+            entries = at.get(node)
             if entries is None:
-                groups[g] = [(bucket, key, v)]
+                at[node] = [(bucket, key, v)]
             else:
                 entries.append((bucket, key, v))
+    for (kind, team, cw), at in nodes.items():
+        for node, entries in at.items():
+            groups[(municipality, kind, team, cw, STATE, node)] = entries

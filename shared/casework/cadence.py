@@ -138,7 +138,13 @@ def _period_from_json(name: str, value: Any) -> Period | None:
 
 
 def _earliest(candidates: Iterable[date | None]) -> date:
-    return min(d for d in candidates if d is not None)
+    best: date | None = None
+    for d in candidates:
+        if d is not None and (best is None or d < best):
+            best = d
+    if best is None:
+        raise ValueError("no date to choose from")
+    return best
 
 
 def first_follow_up_due(profile: CadenceProfile, start: date, placement: bool) -> date:

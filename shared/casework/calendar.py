@@ -97,7 +97,42 @@ def local_date(at: datetime) -> date:
     """The calendar day in Copenhagen on which the instant `at` falls."""
     if at.tzinfo is None:
         raise ValueError("an instant must carry a UTC offset")
+    if at.tzinfo is UTC:
+        # Copenhagen's offset on this UTC day, when one (whole hours) holds all day: the local day
+        # is then the UTC day or the next, by the hour (the clocks change at 01:00 UTC, so a day
+        # with a change is asked of the zone, as is every other kind of instant)
+        hours = _OFFSET_HOURS.get(at.toordinal())
+        if hours is None:
+            hours = _offset_hours(at)
+        if hours != _CHANGES:
+            ordinal = at.toordinal() + (1 if at.hour + hours >= 24 else 0)
+            day = _DAYS.get(ordinal)
+            if day is None:
+                if len(_DAYS) >= 65536:
+                    _DAYS.clear()
+                day = _DAYS[ordinal] = date.fromordinal(ordinal)
+            return day
     return at.astimezone(TZ).date()
+
+
+_CHANGES = -99  # in _OFFSET_HOURS: the offset changes that day (or is not whole hours)
+_OFFSET_HOURS: dict[int, int] = {}  # UTC day (ordinal) -> Copenhagen's offset that day, in hours
+_DAYS: dict[int, date] = {}
+
+
+def _offset_hours(at: datetime) -> int:
+    start = datetime(at.year, at.month, at.day, tzinfo=UTC)
+    offset = start.astimezone(TZ).utcoffset()
+    end = (start + timedelta(days=1, microseconds=-1)).astimezone(TZ).utcoffset()
+    hours = _CHANGES
+    if offset is not None and offset == end and not offset.microseconds and not offset.seconds % 3600:
+        hours = (offset.days * 86400 + offset.seconds) // 3600
+        if not 0 <= hours < 24:
+            hours = _CHANGES
+    if len(_OFFSET_HOURS) >= 65536:
+        _OFFSET_HOURS.clear()
+    _OFFSET_HOURS[at.toordinal()] = hours
+    return hours
 
 
 @lru_cache(maxsize=16384)

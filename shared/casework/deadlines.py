@@ -147,3 +147,41 @@ class Deadline:
             return False
         met = self._met_at_effective()
         return met is None or met > t
+
+
+_new = object.__new__
+(
+    _set_deadline, _set_child_id, _set_starts_at, _set_due, _set_case_id, _set_underretning_id,
+    _set_measure_id, _set_seq, _set_team_id, _set_met_at, _set_ended_at,
+) = (Deadline.__dict__[name].__set__ for name in Deadline.__dataclass_fields__)  # fmt: skip
+
+
+def new_deadline(
+    deadline: str,
+    child_id: str,
+    starts_at: datetime,
+    due: datetime,
+    case_id: str | None,
+    underretning_id: str | None,
+    measure_id: str | None,
+    seq: int,
+    team_id: str | None,
+    met_at: datetime | None,
+    ended_at: datetime | None,
+) -> Deadline:
+    """`Deadline(...)` with every field given in order, built faster (a rebuild makes millions): the
+    frozen dataclass's `__init__` sets each field through `object.__setattr__`, this sets the slots
+    directly. The result is the same in every respect."""
+    d: Deadline = _new(Deadline)
+    _set_deadline(d, deadline)
+    _set_child_id(d, child_id)
+    _set_starts_at(d, starts_at)
+    _set_due(d, due)
+    _set_case_id(d, case_id)
+    _set_underretning_id(d, underretning_id)
+    _set_measure_id(d, measure_id)
+    _set_seq(d, seq)
+    _set_team_id(d, team_id)
+    _set_met_at(d, met_at)
+    _set_ended_at(d, ended_at)
+    return d

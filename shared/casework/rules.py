@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Protocol
 
 from shared.casework.cadence import (
@@ -25,7 +24,7 @@ from shared.casework.calendar import (
     nth_working_day_after,
     plus_hours,
 )
-from shared.casework.deadlines import Deadline
+from shared.casework.deadlines import Deadline, new_deadline
 from shared.casework.model import Case, Measure, Underretning
 from shared.events.codes import ABUSE_REASONS
 
@@ -89,25 +88,24 @@ def _earliest_end(*ends: datetime | None) -> datetime | None:
 
 def _deadline(
     deadline: str,
-    *,
     child_id: str,
     starts_at: datetime,
     due: datetime,
     met_at: datetime | None,
     ended_at: datetime | None,
     team_id: str | None,
-    case_id: str | None = None,
-    underretning_id: str | None = None,
-    measure_id: str | None = None,
-    seq: int = 0,
+    case_id: str | None,
+    underretning_id: str | None,
+    measure_id: str | None,
+    seq: int,
 ) -> Deadline:
     # An end before the start does not end it; a meeting after the end does not meet it.
     if ended_at is not None and ended_at < starts_at:
         ended_at = None
     if met_at is not None and ended_at is not None and met_at > ended_at:
         met_at = None
-    # positional: a frozen dataclass is built noticeably faster so, and a child has many deadlines
-    return Deadline(
+    # a child has many deadlines: `new_deadline` is `Deadline(...)`, built faster
+    return new_deadline(
         deadline,
         child_id,
         starts_at,
@@ -133,40 +131,56 @@ def underretning_deadlines(
     case = cases.get(u.case_id) if u.case_id is not None else None
     ended_at = case.closed_at if case is not None else None
     team_id = (case.team_id if case is not None else None) or u.team_id
-    make = partial(
-        _deadline, child_id=child_id, team_id=team_id, case_id=u.case_id, underretning_id=u.underretning_id
-    )
+    case_id, uid, received_at = u.case_id, u.underretning_id, u.received_at
     result = [
-        make(
+        _deadline(
             "acute_assessment",
-            starts_at=u.received_at,
-            due=acute_assessment_due(u.received_at),
-            met_at=u.assessed_at,
-            ended_at=ended_at,
+            child_id,
+            received_at,
+            acute_assessment_due(received_at),
+            u.assessed_at,
+            ended_at,
+            team_id,
+            case_id,
+            uid,
+            None,
+            0,
         )
     ]
     if u.professional:
         result.append(
-            make(
+            _deadline(
                 "receipt",
-                starts_at=u.received_at,
-                due=receipt_due(u.received_at),
-                met_at=u.receipt_sent_at,
-                ended_at=ended_at,
+                child_id,
+                received_at,
+                receipt_due(received_at),
+                u.receipt_sent_at,
+                ended_at,
+                team_id,
+                case_id,
+                uid,
+                None,
+                0,
             )
         )
     if ABUSE_REASONS.intersection(u.reasons):
-        profile = profile_lookup(municipality, u.received_at)
+        profile = profile_lookup(municipality, received_at)
         days = profile.child_conversation_days
         if days is None:
             days = rules.child_conversation_days
         result.append(
-            make(
+            _deadline(
                 "child_conversation",
-                starts_at=u.received_at,
-                due=child_conversation_due(u.received_at, days),
-                met_at=u.child_conversation_at,
-                ended_at=ended_at,
+                child_id,
+                received_at,
+                child_conversation_due(received_at, days),
+                u.child_conversation_at,
+                ended_at,
+                team_id,
+                case_id,
+                uid,
+                None,
+                0,
             )
         )
     return result
@@ -183,14 +197,16 @@ def case_deadlines(
         result.append(
             _deadline(
                 "investigation",
-                child_id=child_id,
-                starts_at=inv.started_at,
-                due=investigation_due(inv.started_at),
-                met_at=inv.completed_at,
-                ended_at=case.closed_at,
-                team_id=case.team_id,
-                case_id=case.case_id,
-                seq=seq,
+                child_id,
+                inv.started_at,
+                investigation_due(inv.started_at),
+                inv.completed_at,
+                case.closed_at,
+                case.team_id,
+                case.case_id,
+                None,
+                None,
+                seq,
             )
         )
         seq += 1
@@ -204,23 +220,28 @@ def _measure_deadlines(
 ) -> list[Deadline]:
     end = _earliest_end(m.ended_at, case.closed_at)
     start_day = local_date(m.started_at)
-    make = partial(
-        _deadline, child_id=child_id, team_id=case.team_id, case_id=case.case_id, measure_id=m.measure_id
-    )
+    team_id, case_id, measure_id = case.team_id, case.case_id, m.measure_id
     result: list[Deadline] = []
 
     profile = profile_lookup(municipality, m.started_at)
     follow_ups = [f for f in m.follow_ups if end is None or f.held_at <= end]
     result.append(
-        make(
+        _deadline(
             "first_follow_up",
-            starts_at=m.started_at,
-            due=end_of_day(first_follow_up_due(profile, start_day, m.placement)),
-            met_at=follow_ups[0].held_at if follow_ups else None,
-            ended_at=end,
+            child_id,
+            m.started_at,
+            end_of_day(first_follow_up_due(profile, start_day, m.placement)),
+            follow_ups[0].held_at if follow_ups else None,
+            end,
+            team_id,
+            case_id,
+            None,
+            measure_id,
+            0,
         )
     )
     exempt = False
+    last = len(follow_ups) - 1
     for k, f in enumerate(follow_ups):
         profile_then = profile_lookup(municipality, f.held_at)
         if f.stable_placement_exemption and exemption_applies(profile_then, m.placement, m.measure_type):
@@ -235,13 +256,18 @@ def _measure_deadlines(
             exempt=exempt,
         )
         result.append(
-            make(
+            _deadline(
                 "follow_up",
-                starts_at=f.held_at,
-                due=end_of_day(due_day),
-                met_at=follow_ups[k + 1].held_at if k + 1 < len(follow_ups) else None,
-                ended_at=end,
-                seq=k,
+                child_id,
+                f.held_at,
+                end_of_day(due_day),
+                follow_ups[k + 1].held_at if k < last else None,
+                end,
+                team_id,
+                case_id,
+                None,
+                measure_id,
+                k,
             )
         )
 
@@ -250,25 +276,36 @@ def _measure_deadlines(
         starts = [m.started_at, *visits]
         for k, starts_at in enumerate(starts):
             result.append(
-                make(
+                _deadline(
                     "supervision_visit",
-                    starts_at=starts_at,
-                    due=supervision_visit_due(starts_at),
-                    met_at=visits[k] if k < len(visits) else None,
-                    ended_at=end,
-                    seq=k,
+                    child_id,
+                    starts_at,
+                    supervision_visit_due(starts_at),
+                    visits[k] if k < len(visits) else None,
+                    end,
+                    team_id,
+                    case_id,
+                    None,
+                    measure_id,
+                    k,
                 )
             )
         due = child_plan_due(m.started_at)
         on_time = [p for p in case.child_plans if p <= due]
         late = [p for p in case.child_plans if p > due]
         result.append(
-            make(
+            _deadline(
                 "child_plan",
-                starts_at=m.started_at,
-                due=due,
-                met_at=on_time[-1] if on_time else (late[0] if late else None),
-                ended_at=end,
+                child_id,
+                m.started_at,
+                due,
+                on_time[-1] if on_time else (late[0] if late else None),
+                end,
+                team_id,
+                case_id,
+                None,
+                measure_id,
+                0,
             )
         )
     return result

@@ -8,11 +8,13 @@ form stored in the projection).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.casework.calendar import TZ, as_utc
+from shared.casework.calendar import as_utc
 from shared.casework.deadlines import DEADLINE_LABELS_DA, Deadline
+from shared.casework.isotext import copenhagen_iso
 from shared.casework.model import (
     PHASE_LABELS_DA,
     Case,
@@ -29,7 +31,7 @@ class _IsoMemo(dict[datetime, str]):
     instant); a lookup with another zone finds the same instant's text, or renders it. Bounded."""
 
     def __missing__(self, at: datetime) -> str:
-        text = at.astimezone(TZ).isoformat()
+        text = copenhagen_iso(at)
         if at.tzinfo is UTC:
             if len(self) >= 65536:
                 self.clear()
@@ -38,6 +40,8 @@ class _IsoMemo(dict[datetime, str]):
 
 
 _ISO = _IsoMemo()
+ISO: Mapping[datetime, str] = _ISO
+"""`ISO[at]` is `iso(at)` for an instant `at` (not None), without the call (a memo, for hot paths)."""
 
 
 def iso(at: datetime | None) -> str | None:
@@ -148,7 +152,25 @@ def _waitlist_view(w: WaitlistEntry, t: datetime | None) -> dict[str, Any]:
 def case_view(picture: ChildPicture, case_id: str, t: datetime | None = None) -> dict[str, Any]:
     """The case as of `t` (see module doc). Raises `KeyError` for an unknown case."""
     t = as_utc(t) if t is not None else None
+    doc = case_summary(picture, case_id, t)
+    case = picture.cases[case_id]
+    own = picture.deadlines_of_case(case_id)
+    if t is None:
+        doc["deadlines"] = [deadline_view(d, None, case.caseworker_id) for d in own]
+        return doc
+    caseworker_id = doc["caseworker_id"]
+    doc["at"] = iso(t)
+    doc["deadlines"] = [deadline_view(d, t, caseworker_id) for d in own if d.state_at(t) is not None]
+    doc["ended_deadlines"] = [deadline_view(d, t, caseworker_id) for d in own if d.ended_unmet_at(t)]
+    return doc
+
+
+def case_summary(picture: ChildPicture, case_id: str, t: datetime | None = None) -> dict[str, Any]:
+    """`case_view` without its deadlines (the members it has before `at` and `deadlines`)."""
+    t = as_utc(t) if t is not None else None
     case: Case = picture.cases[case_id]
+    if t is None:
+        return _summary_of_everything(picture, case)
     assignments = [a for a in case.assignments if _seen(a.assigned_at, t)]
     caseworker_id = assignments[-1].caseworker_id if assignments else None
     underretninger = [
@@ -157,8 +179,8 @@ def case_view(picture: ChildPicture, case_id: str, t: datetime | None = None) ->
         if _seen(picture.underretninger[uid].received_at, t)
     ]
     measures = [_measure_view(m, t) for m in case.measures if _seen(m.started_at, t)]
-    phase = picture.phase_at(case_id, t) if t is not None else picture.final_phase(case_id)
-    doc: dict[str, Any] = {
+    phase = picture.phase_at(case_id, t)
+    return {
         "case_id": case.case_id,
         "municipality": case.municipality,
         "child_id": case.child_id,
@@ -169,7 +191,7 @@ def case_view(picture: ChildPicture, case_id: str, t: datetime | None = None) ->
             for a in assignments
         ],
         "caseworker_changes": sum(1 for a in assignments if a.change),
-        "status": case.status_at(t) if t is not None else case.status,
+        "status": case.status_at(t),
         "phase": phase,
         "phase_label": PHASE_LABELS_DA.get(phase) if phase else None,
         "opened_at": iso(_upto(case.opened_at, t)),
@@ -187,11 +209,41 @@ def case_view(picture: ChildPicture, case_id: str, t: datetime | None = None) ->
         "waitlist": [_waitlist_view(w, t) for w in case.waitlist if _seen(w.entered_at, t)],
         "child_plans": [iso(p) for p in case.child_plans if _seen(p, t)],
     }
-    own = picture.deadlines_of_case(case_id)
-    if t is None:
-        doc["deadlines"] = [deadline_view(d, None, case.caseworker_id) for d in own]
-        return doc
-    doc["at"] = iso(t)
-    doc["deadlines"] = [deadline_view(d, t, caseworker_id) for d in own if d.state_at(t) is not None]
-    doc["ended_deadlines"] = [deadline_view(d, t, caseworker_id) for d in own if d.ended_unmet_at(t)]
-    return doc
+
+
+def _summary_of_everything(picture: ChildPicture, case: Case) -> dict[str, Any]:
+    """`case_summary` with `t=None` (everything known: the form the projection stores), the same
+    members built without asking for every fact whether it had happened by then."""
+    underretninger = [_underretning_view(picture.underretninger[uid], None) for uid in case.underretning_ids]
+    measures = [_measure_view(m, None) for m in case.measures]
+    assignments = case.assignments
+    phase = picture.final_phase(case.case_id)
+    return {
+        "case_id": case.case_id,
+        "municipality": case.municipality,
+        "child_id": case.child_id,
+        "team_id": case.team_id,
+        "caseworker_id": assignments[-1].caseworker_id if assignments else None,
+        "caseworker_history": [
+            {"caseworker_id": a.caseworker_id, "assigned_at": _ISO[a.assigned_at], "change": a.change}
+            for a in assignments
+        ],
+        "caseworker_changes": sum(1 for a in assignments if a.change),
+        "status": case.status,
+        "phase": phase,
+        "phase_label": PHASE_LABELS_DA.get(phase) if phase else None,
+        "opened_at": iso(case.opened_at),
+        "closed_at": iso(case.closed_at),
+        "opened_for_underretning_id": case.opened_for_underretning_id,
+        "underretninger": underretninger,
+        "open_underretninger": [u["underretning_id"] for u in underretninger if u["open"]],
+        "investigations": [
+            _investigation_view(inv, None)
+            for inv in case.investigations
+            if inv.started_at is not None or inv.completed_at is not None
+        ],
+        "running_measures": [m for m in measures if m["running"]],
+        "ended_measures": [m for m in measures if not m["running"]],
+        "waitlist": [_waitlist_view(w, None) for w in case.waitlist],
+        "child_plans": [_ISO[p] for p in case.child_plans],
+    }

@@ -114,10 +114,32 @@ def decode_payload(name: str, version: int, data: dict[str, Any]) -> EventPayloa
 def decode_payload_json(name: str, version: int, text: str | bytes) -> EventPayload:
     """The same from the stored JSON text: a current version is validated straight from the
     text by pydantic-core (no intermediate dict), an older one is parsed and upcast."""
+    return json_decoder(name, version)(text)
+
+
+JsonDecoder = Callable[[str | bytes], EventPayload]
+_JSON_DECODERS: dict[tuple[str, int], JsonDecoder] = {}
+
+
+def json_decoder(name: str, version: int) -> JsonDecoder:
+    """The function `decode_payload_json(name, version, ·)`, looked up once per (name, version):
+    for the current version the class's own pydantic-core validator (what `model_validate_json`
+    calls, without its per-call overhead), for an older one parse and upcast. Raises
+    `UnknownEventType` for an unregistered name (nothing is cached for it)."""
+    found = _JSON_DECODERS.get((name, version))
+    if found is not None:
+        return found
     cls = payload_class(name)
+    decoder: JsonDecoder
     if version == cls.schema_version:
-        return cls.model_validate_json(text)
-    return decode_payload(name, version, json.loads(text))
+        decoder = cls.__pydantic_validator__.validate_json
+    else:
+
+        def decoder(text: str | bytes, _name: str = name, _version: int = version) -> EventPayload:
+            return decode_payload(_name, _version, json.loads(text))
+
+    _JSON_DECODERS[(name, version)] = decoder
+    return decoder
 
 
 # --- the sixteen event types (spec section 3) -------------------------------------------------

@@ -116,3 +116,43 @@ class EventEnvelope:
     @staticmethod
     def from_bytes(raw: bytes) -> EventEnvelope:
         return EventEnvelope.from_wire(json.loads(raw))
+
+
+_ENVELOPE_FIELDS = (
+    "event_id", "stream_id", "version", "municipality", "record_id", "occurred_at", "recorded_at",
+    "correlation_id", "payload", "position",
+)
+_new_object = object.__new__
+_set_event_id, _set_stream_id, _set_version, _set_municipality, _set_record_id, _set_occurred_at, \
+    _set_recorded_at, _set_correlation_id, _set_payload, _set_position = (
+        EventEnvelope.__dict__[name].__set__ for name in _ENVELOPE_FIELDS
+    )
+
+
+def make_envelope(
+    event_id: str,
+    stream_id: str,
+    version: int,
+    municipality: str,
+    record_id: str,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    correlation_id: str,
+    payload: EventPayload,
+    position: int | None = None,
+) -> EventEnvelope:
+    """`EventEnvelope(...)` with the same arguments, built faster (a bulk read makes millions): the
+    frozen dataclass's `__init__` sets each field through `object.__setattr__`, this sets the slots
+    directly. The result is the same object in every respect."""
+    env: EventEnvelope = _new_object(EventEnvelope)
+    _set_event_id(env, event_id)
+    _set_stream_id(env, stream_id)
+    _set_version(env, version)
+    _set_municipality(env, municipality)
+    _set_record_id(env, record_id)
+    _set_occurred_at(env, occurred_at)
+    _set_recorded_at(env, recorded_at)
+    _set_correlation_id(env, correlation_id)
+    _set_payload(env, payload)
+    _set_position(env, position)
+    return env

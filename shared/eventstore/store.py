@@ -8,7 +8,6 @@ statements (a bulk import's chunk), with the same per-stream guarantee."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -36,15 +36,14 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 
-from shared.events.catalogue import decode_payload_json
-from shared.events.envelope import EventEnvelope
+from shared.events.catalogue import json_decoder
+from shared.events.envelope import EventEnvelope, make_envelope
 from shared.eventstore.schema import events, outbox
 
 IN_LIST_LIMIT = 1000  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 
 # Statements built once: building and cache-keying an expression costs more than running it.
 _INSERT_EVENT = insert(events).returning(events.c.position)
-_INSERT_EVENTS_SQLITE = insert(events)
 _INSERT_OUTBOX = insert(outbox)
 _STREAM_VERSION = select(func.coalesce(func.max(events.c.version), 0)).where(
     events.c.stream_id == bindparam("stream")
@@ -192,8 +191,19 @@ def _pg_insert_arrays(
     conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], returning: str | None = None
 ) -> Sequence[Row[Any]]:
     keys = tuple(rows[0])
-    params = {f"c{i}": [row[k] for row in rows] for i, k in enumerate(keys)}
-    result = conn.exec_driver_sql(_pg_array_sql(conn, table, keys, returning), params)
+    return _pg_insert_columns(conn, table, keys, [[row[k] for row in rows] for k in keys], returning)
+
+
+def _pg_insert_columns(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    columns: Sequence[Sequence[Any]],
+    returning: str | None = None,
+) -> Sequence[Row[Any]]:
+    """`_pg_array_sql` with the values given column by column (one list per key)."""
+    params = {f"c{i}": list(column) for i, column in enumerate(columns)}
+    result = conn.exec_driver_sql(_pg_array_sql(conn, table, tuple(keys), returning), params)
     return result.all() if returning else []
 
 
@@ -225,11 +235,24 @@ def new_event_id() -> str:
     ids made later sort after earlier ones, so the unique index on `events.event_id` grows at its
     end instead of at a random page for every insert. On SQLite a bulk import's commits then
     write a fraction of the index pages (a bare insert of 200,000 events: 2.6x the rate)."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    tail = (0b10 << 62) | (rand & ((1 << 62) - 1))  # variant 10, then 62 random bits
-    head = f"{ms & 0xFFFFFFFFFFFF:012x}"
-    return f"{head[:8]}-{head[8:]}-7{rand >> 68:03x}-{tail >> 48:04x}-{tail & 0xFFFFFFFFFFFF:012x}"
+    return new_event_ids(1)[0]
+
+
+def new_event_ids(n: int) -> list[str]:
+    """`n` ids as `new_event_id` makes them, for many events at once (one clock reading, one call
+    for the random bits): a bulk import's chunk."""
+    ms = f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}"
+    prefix = f"{ms[:8]}-{ms[8:]}-7"
+    # per id: 12 random bits (rand_a), then the variant 10 and 62 random bits (rand_b), as before
+    r = os.urandom(10 * n).hex()
+    return [
+        f"{prefix}{r[i : i + 3]}-{_VARIANT[r[i + 3]]}{r[i + 4 : i + 7]}-{r[i + 7 : i + 19]}"
+        for i in range(0, 20 * n, 20)
+    ]
+
+
+# the first hex digit of rand_b: its two top bits are the variant (10), two random bits follow
+_VARIANT = {f"{d:x}": f"{0b1000 | d & 0b11:x}" for d in range(16)}
 
 
 def pieces(values: Iterable[str], size: int = IN_LIST_LIMIT) -> Iterable[list[str]]:
@@ -241,41 +264,96 @@ def pieces(values: Iterable[str], size: int = IN_LIST_LIMIT) -> Iterable[list[st
 
 def wire_bytes(env: EventEnvelope, position: int | None, data_json: str) -> bytes:
     """`env.with_position(position).to_bytes()`, without decoding and encoding the payload again."""
-    head = json.dumps(
+    return _wire(event_row(env, "", data_json), position)
+
+
+def _wire(row: EventRow, position: int | None) -> bytes:
+    """The Kafka value of an event row (`EventEnvelope.to_bytes` of it): orjson writes exactly what
+    `json.dumps(..., separators=(",", ":"), ensure_ascii=False)` does for strings and integers."""
+    head = orjson.dumps(
         {
-            "event_id": env.event_id,
-            "stream_id": env.stream_id,
-            "version": env.version,
-            "type": env.type,
-            "schema_version": env.schema_version,
-            "municipality": env.municipality,
-            "record_id": env.record_id,
-            "occurred_at": env.occurred_at.isoformat(),
-            "recorded_at": env.recorded_at.isoformat(),
-            "correlation_id": env.correlation_id,
+            "event_id": row[0],
+            "stream_id": row[1],
+            "version": row[2],
+            "type": row[3],
+            "schema_version": row[4],
+            "municipality": row[5],
+            "record_id": row[6],
+            "occurred_at": row[7],
+            "recorded_at": row[8],
+            "correlation_id": row[9],
             "position": position,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
+        }
     )
-    return (head[:-1] + ',"data":' + data_json + "}").encode()
+    return head[:-1] + b',"data":' + row[11].encode() + b"}"
+
+
+# The columns of an event row as `append_rows` takes it (all of `events` but `position`).
+EVENT_COLUMNS = (
+    "event_id",
+    "stream_id",
+    "version",
+    "type",
+    "schema_version",
+    "municipality",
+    "record_id",
+    "occurred_at",
+    "recorded_at",
+    "correlation_id",
+    "content_hash",
+    "data",
+)
+EventRow = tuple[str, str, int, str, int, str, str, str, str, str, str, str]
+
+
+def event_row(env: EventEnvelope, content_hash: str, data_json: str) -> EventRow:
+    """The `events` row of an envelope (times as ISO 8601 with their offsets), `EVENT_COLUMNS`."""
+    return (
+        env.event_id,
+        env.stream_id,
+        env.version,
+        env.type,
+        env.schema_version,
+        env.municipality,
+        env.record_id,
+        env.occurred_at.isoformat(),
+        env.recorded_at.isoformat(),
+        env.correlation_id,
+        content_hash,
+        data_json,
+    )
 
 
 def _event_row(env: EventEnvelope, content_hash: str, data_json: str) -> dict[str, Any]:
-    return {
-        "event_id": env.event_id,
-        "stream_id": env.stream_id,
-        "version": env.version,
-        "type": env.type,
-        "schema_version": env.schema_version,
-        "municipality": env.municipality,
-        "record_id": env.record_id,
-        "occurred_at": env.occurred_at.isoformat(),
-        "recorded_at": env.recorded_at.isoformat(),
-        "correlation_id": env.correlation_id,
-        "content_hash": content_hash,
-        "data": data_json,
-    }
+    return dict(zip(EVENT_COLUMNS, event_row(env, content_hash, data_json), strict=True))
+
+
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events (position, {', '.join(EVENT_COLUMNS)}) VALUES ({', '.join(['?'] * 13)})"
+)
+_PG_NEXT_POSITIONS = (
+    "SELECT nextval(pg_get_serial_sequence('events', 'position')) FROM generate_series(1, %(n)s)"
+)
+_PG_COPY_EVENTS = f"COPY events (position, {', '.join(EVENT_COLUMNS)}) FROM STDIN"
+_PG_COPY_OUTBOX = "COPY outbox (position, topic, key, payload, created_at) FROM STDIN"
+
+
+def _pg_copy(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """COPY rows in the connection's transaction; a unique-key violation as SQLAlchemy's
+    IntegrityError, as an INSERT would raise it."""
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.IntegrityError as exc:  # type: ignore[attr-defined]
+        raise IntegrityError(sql, None, exc) from exc
+
+
+_SQLITE_INSERT_OUTBOX = (
+    "INSERT INTO outbox (position, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)"
+)
 
 
 class ConcurrencyError(Exception):
@@ -350,7 +428,7 @@ class EventStore:
                     if self.outbox_topic:
                         conn.execute(_INSERT_OUTBOX, self._outbox_row(env, position, data_json))
         except IntegrityError as exc:
-            raise _classified(exc, new_events[0]) from None
+            raise _classified(exc, new_events[0].record_id, new_events[0].stream_id) from None
         return stored
 
     def append_many(
@@ -369,42 +447,48 @@ class EventStore:
         written in either case (a savepoint is rolled back): the caller may then append the events
         one by one to find out which of them lost.
         """
-        if not items:
+        rows = [
+            event_row(
+                item.envelope,
+                item.content_hash,
+                item.data_json if item.data_json is not None else item.envelope.data_json(),
+            )
+            for item in items
+        ]
+        return self.append_rows(conn, rows, expected_versions=expected_versions)
+
+    def append_rows(
+        self,
+        conn: Connection,
+        rows: Sequence[EventRow],
+        *,
+        expected_versions: Mapping[str, int],
+    ) -> list[int]:
+        """`append_many` for events already written as rows (`event_row`, `EVENT_COLUMNS`): a bulk
+        import builds them without an envelope per event. The same checks and guarantees."""
+        if not rows:
             return []
         following: dict[str, int] = {}
-        for item in items:
-            env = item.envelope
-            version = following.get(env.stream_id)
-            if version is None:
-                version = expected_versions[env.stream_id]
-            if env.version != version + 1:
-                raise ValueError(f"event versions of stream {env.stream_id} must follow its expected version")
-            following[env.stream_id] = env.version
+        for row in rows:
+            stream_id, version = row[1], row[2]
+            before = following.get(stream_id)
+            if before is None:
+                before = expected_versions[stream_id]
+            if version != before + 1:
+                raise ValueError(f"event versions of stream {stream_id} must follow its expected version")
+            following[stream_id] = version
         self._lock(conn)
-        rows: list[dict[str, Any]] = []
-        encoded: list[str] = []
-        for item in items:
-            data_json = item.data_json if item.data_json is not None else item.envelope.data_json()
-            encoded.append(data_json)
-            rows.append(_event_row(item.envelope, item.content_hash, data_json))
         try:
             with savepoint(conn):
                 positions = self._insert_events(conn, rows)
                 if self.outbox_topic:
-                    run_many(
-                        conn,
-                        _INSERT_OUTBOX,
-                        [
-                            self._outbox_row(item.envelope, position, data_json)
-                            for item, position, data_json in zip(items, positions, encoded, strict=True)
-                        ],
-                    )
+                    self._insert_outbox(conn, rows, positions)
         except IntegrityError as exc:
-            raise _classified(exc, items[0].envelope) from None
+            raise _classified(exc, rows[0][6], rows[0][1]) from None
         return positions
 
     @staticmethod
-    def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    def _insert_events(conn: Connection, rows: Sequence[EventRow]) -> list[int]:
         """Insert event rows; their positions, in the order given."""
         if conn.dialect.name == "sqlite":
             # One writer at a time (the write lock is held from the first write of the transaction,
@@ -413,19 +497,37 @@ class EventStore:
             # not opened by shared.db) hits the primary key: IntegrityError, nothing written.
             head = int(conn.exec_driver_sql(_SQLITE_HEAD).scalar_one())
             positions = list(range(head + 1, head + 1 + len(rows)))
-            for row, position in zip(rows, positions, strict=True):
-                row["position"] = position
-            run_many(conn, _INSERT_EVENTS_SQLITE, rows)
+            conn.exec_driver_sql(
+                _SQLITE_INSERT_EVENTS, [(p, *row) for p, row in zip(positions, rows, strict=True)]
+            )
             return positions
-        # PostgreSQL: the rows are inserted in the order given, but match the returned positions to
-        # the rows by event id rather than trust the order RETURNING lists them in.
-        returned: dict[str, int] = {
-            r.event_id: int(r.position)
-            for r in _pg_insert_arrays(conn, events, rows, returning="event_id, position")
-        }
-        if len(returned) != len(rows):
-            raise RuntimeError("append_many: the database returned fewer positions than rows")
-        return [returned[row["event_id"]] for row in rows]
+        # PostgreSQL: take the positions from the column's sequence first (in order: under the append
+        # lock when projections tail the log by position), then COPY the rows with them: psycopg
+        # writes COPY rows in C, where an INSERT of arrays has every value dumped in Python.
+        positions = sorted(
+            int(p) for p in conn.exec_driver_sql(_PG_NEXT_POSITIONS, {"n": len(rows)}).scalars()
+        )
+        _pg_copy(conn, _PG_COPY_EVENTS, [(p, *row) for p, row in zip(positions, rows, strict=True)])
+        return positions
+
+    def _insert_outbox(self, conn: Connection, rows: Sequence[EventRow], positions: Sequence[int]) -> None:
+        """The outbox rows of the events (same transaction): the Kafka value is the event's wire form."""
+        created = datetime.now(UTC).isoformat()
+        topic = self.outbox_topic
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                _SQLITE_INSERT_OUTBOX,
+                [
+                    (position, topic, row[1], _wire(row, position), created)
+                    for row, position in zip(rows, positions, strict=True)
+                ],
+            )
+            return
+        _pg_copy(
+            conn,
+            _PG_COPY_OUTBOX,
+            [(p, topic, row[1], _wire(row, p), created) for row, p in zip(rows, positions, strict=True)],
+        )
 
     def _lock(self, conn: Connection) -> None:
         if self.serialize_appends and conn.dialect.name == "postgresql":
@@ -486,11 +588,11 @@ class EventStore:
         return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
 
 
-def _classified(exc: IntegrityError, first: EventEnvelope) -> Exception:
+def _classified(exc: IntegrityError, record_id: str, stream_id: str) -> Exception:
     """A unique-key violation of the events table as the store's own error."""
     if "record" in str(exc.orig):
-        return DuplicateRecordError(first.record_id)
-    return ConcurrencyError(first.stream_id)
+        return DuplicateRecordError(record_id)
+    return ConcurrencyError(stream_id)
 
 
 def row_to_envelope(row: object) -> EventEnvelope:
@@ -502,9 +604,44 @@ def row_to_envelope(row: object) -> EventEnvelope:
         version=r["version"],
         municipality=r["municipality"],
         record_id=r["record_id"],
-        occurred_at=datetime.fromisoformat(r["occurred_at"]),
-        recorded_at=datetime.fromisoformat(r["recorded_at"]),
+        occurred_at=_fromisoformat(r["occurred_at"]),
+        recorded_at=_fromisoformat(r["recorded_at"]),
         correlation_id=r["correlation_id"],
-        payload=decode_payload_json(r["type"], r["schema_version"], r["data"]),
+        payload=json_decoder(r["type"], r["schema_version"])(r["data"]),
         position=r["position"],
+    )
+
+
+# --- the bulk read: log rows as plain tuples ------------------------------------------------------
+
+LOG_COLUMNS: tuple[str, ...] = (
+    "position", "event_id", "stream_id", "version", "type", "schema_version", "municipality",
+    "record_id", "occurred_at", "recorded_at", "correlation_id", "data",
+)
+"""The columns of a `LogRow`, in its order (a bulk reader selects them so, straight from the driver)."""
+
+LogRow = tuple[Any, ...]
+"""(position, event_id, stream_id, version, type, schema_version, municipality, record_id,
+occurred_at, recorded_at, correlation_id, data): an `events` row as the driver returns it."""
+
+_fromisoformat = datetime.fromisoformat
+
+
+def log_row_to_envelope(row: LogRow) -> EventEnvelope:
+    """A `LogRow` -> its envelope: the same as `row_to_envelope` of the same row (the payload is
+    validated from its text just the same), without SQLAlchemy's row objects. Raises what
+    `row_to_envelope` raises for an undecodable row."""
+    (position, event_id, stream_id, version, type_, schema_version, municipality, record_id,
+     occurred_at, recorded_at, correlation_id, data) = row
+    return make_envelope(
+        event_id,
+        stream_id,
+        version,
+        municipality,
+        record_id,
+        _fromisoformat(occurred_at),
+        _fromisoformat(recorded_at),
+        correlation_id,
+        json_decoder(type_, schema_version)(data),
+        position,
     )

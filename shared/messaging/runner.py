@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -29,7 +29,7 @@ from shared.config import ServiceSettings
 from shared.db import is_transient, make_engine
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.schema import events as log_events
-from shared.eventstore.store import row_to_envelope
+from shared.eventstore.store import LOG_COLUMNS, LogRow, log_row_to_envelope
 from shared.logs import correlation_id_var
 from shared.messaging.projection import Projection
 from shared.messaging.schema import checkpoints, dead_letters, processed_events, runner_metadata
@@ -402,19 +402,28 @@ def bulk_replay(
 ) -> int:
     """Rebuild an empty (reset) projection from the SQL log up to its head, whole children at a time.
 
-    Reads the log in (stream, version) order, in pages of about `page` events, and hands the
-    projection the complete event sets of the children of a page (`rebuild_children(conn,
-    children)`), so each child is derived once and each event decoded once. Every page is one
-    transaction; the last writes the checkpoint (the head position), from which the ordinary
-    runner goes on. No processed-event rows are written: on the SQL log the checkpoint already
-    guarantees each position is applied once. Undecodable rows go to `dead_letters` as in `step`;
-    if the projection fails on a page, that page goes through the ordinary event-by-event
-    handling (retries, dead letters). Returns the number of events handled.
-    A projection may also have `prepare_children(engine, children)`: the runner calls it before
-    the page's transaction and hands its result to `rebuild_children` instead (the pure work then
-    runs while other processes write). `streams` = (first, end) limits the rebuild to stream ids
-    first <= id < end (either open), and `checkpoint=False` leaves the checkpoint to the caller
-    (`parallel_bulk_replay`).
+    Reads the log in (stream, version) order, in pages of about `page` events, straight from the
+    driver (`LOG_COLUMNS` tuples, decoded by `log_row_to_envelope`: the same envelopes as the
+    ordinary path), and hands the projection the complete event sets of the children of a page
+    (`rebuild_children(conn, children)`), so each child is derived once and each event decoded
+    once. Every page is one transaction; the last writes the checkpoint (the head position), from
+    which the ordinary runner goes on. No processed-event rows are written: on the SQL log the
+    checkpoint already guarantees each position is applied once. Undecodable rows go to
+    `dead_letters` as in `step`; if the projection fails on a page, that page goes through the
+    ordinary event-by-event handling (retries, dead letters). Returns the number of events handled.
+
+    Optional hooks of the projection:
+    - `prepare_children(engine, children)`: called before the page's transaction, its result is
+      handed to `rebuild_children` instead (the pure work then runs while other processes write);
+      with `uses_log_rows = True` it is called as `prepare_children(engine, children,
+      log_rows=...)`, the children's `LogRow`s beside their envelopes (the log's own texts).
+    - `start_rebuild()` before the first page, `rebuild_committed(work)` after each page's commit
+      (not after a page that failed and went event by event), and `finish_rebuild()` after the
+      last page: the work of a last page without children (what the projection still holds),
+      written by `rebuild_children` like any page. So a projection may hold sums over several
+      pages and write them once.
+    `streams` = (first, end) limits the rebuild to stream ids first <= id < end (either open), and
+    `checkpoint=False` leaves the checkpoint to the caller (`parallel_bulk_replay`).
     """
     with _few_collections():
         return _bulk_replay(worker, page, head=head, streams=streams, checkpoint=checkpoint)
@@ -433,6 +442,57 @@ def _few_collections() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
+Decoded = tuple[LogRow, EventEnvelope | None, str | None]  # a log row, its envelope or why not
+
+
+def _decoded(row: LogRow) -> Decoded:
+    try:
+        return (row, log_row_to_envelope(row), None)
+    except Exception as exc:  # a row this code cannot read: dead-letter it, go on
+        return (row, None, f"undecodable event: {exc!r}")
+
+
+def _item(entry: Decoded) -> Item:
+    row, env, error = entry
+    return Item(env, row[11].encode(), row[2], error=error, position=row[0])
+
+
+def _log_page(
+    store_engine: Engine,
+    head: int,
+    after: tuple[str, int] | None,
+    streams: tuple[str | None, str | None],
+    page: int,
+) -> list[LogRow]:
+    """The next `page` log rows (positions <= head) after the (stream, version) `after`, in (stream,
+    version) order, as driver tuples of `LOG_COLUMNS`."""
+    first, end = streams
+    m = "?" if store_engine.dialect.name == "sqlite" else "%s"
+    where = [f"position <= {m}"]
+    params: list[object] = [head]
+    if after is not None:
+        where.append(f"(stream_id, version) > ({m}, {m})")
+        params.extend(after)
+    elif first is not None:
+        where.append(f"stream_id >= {m}")
+        params.append(first)
+    if end is not None:
+        where.append(f"stream_id < {m}")
+        params.append(end)
+    params.append(page)
+    sql = (
+        f"SELECT {', '.join(LOG_COLUMNS)} FROM {log_events.name} WHERE {' AND '.join(where)} "
+        f"ORDER BY stream_id, version LIMIT {m}"
+    )
+    with store_engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, tuple(params))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+
 def _bulk_replay(
     worker: ProjectionWorker,
     page: int,
@@ -442,45 +502,45 @@ def _bulk_replay(
     checkpoint: bool,
 ) -> int:
     projection = worker.projection
-    rebuild = projection.rebuild_children  # type: ignore[attr-defined]
     source = SqlLogSource(worker.store_engine, projection.name, page)
     if head is None:
         head = log_head(worker.store_engine)
-    first, end = streams
+    start = getattr(projection, "start_rebuild", None)
+    if start is not None:
+        start()
     total = 0
     after: tuple[str, int] | None = None
-    carry: list[Item] = []
+    carry: list[Decoded] = []
     while True:
-        stmt = select(log_events).where(log_events.c.position <= head)
-        if after is not None:
-            stmt = stmt.where(tuple_(log_events.c.stream_id, log_events.c.version) > after)
-        elif first is not None:
-            stmt = stmt.where(log_events.c.stream_id >= first)
-        if end is not None:
-            stmt = stmt.where(log_events.c.stream_id < end)
-        stmt = stmt.order_by(log_events.c.stream_id, log_events.c.version).limit(page)
-        with worker.store_engine.connect() as conn:
-            rows = conn.execute(stmt).all()
+        rows = _log_page(worker.store_engine, head, after, streams, page)
         last_page = len(rows) < page
-        items = carry + [_item_of(row) for row in rows]
+        entries = carry + [_decoded(row) for row in rows]
         if rows:
-            after = (rows[-1].stream_id, rows[-1].version)
+            after = (rows[-1][2], rows[-1][3])
         if last_page:
             carry = []
         else:  # the page's last child may go on in the next page
-            tail = items[-1].key
-            cut = len(items)
-            while cut > 0 and items[cut - 1].key == tail:
+            tail = entries[-1][0][2]
+            cut = len(entries)
+            while cut > 0 and entries[cut - 1][0][2] == tail:
                 cut -= 1
             if cut == 0:  # one child larger than a page: keep collecting
-                carry = items
+                carry = entries
                 continue
-            items, carry = items[:cut], items[cut:]
-        if items:
-            _rebuild_page(worker, source, rebuild, items)
-            total += len(items)
+            entries, carry = entries[:cut], entries[cut:]
+        if entries:
+            _rebuild_page(worker, source, entries)
+            total += len(entries)
         if last_page:
             break
+    finish = getattr(projection, "finish_rebuild", None)
+    if finish is not None:
+        work = finish()
+        with worker.engine.begin() as conn:
+            projection.rebuild_children(conn, work)  # type: ignore[attr-defined]
+        committed = getattr(projection, "rebuild_committed", None)
+        if committed is not None:
+            committed(work)
     if checkpoint:
         with worker.engine.begin() as conn:
             source.record_progress(conn, Batch([], last_position=head or None))
@@ -561,47 +621,53 @@ def _replay_run(
     results.put(bulk_replay(worker, page, head=head, streams=streams, checkpoint=False))
 
 
-def _item_of(row: object) -> Item:
-    r = row._mapping  # type: ignore[attr-defined]
-    try:
-        env: EventEnvelope | None = row_to_envelope(row)
-        error = None
-    except Exception as exc:  # a row this code cannot read: dead-letter it, go on
-        env, error = None, f"undecodable event: {exc!r}"
-    return Item(env, r["data"].encode(), r["stream_id"], error=error, position=r["position"])
-
-
-def _rebuild_page(
-    worker: ProjectionWorker,
-    source: SqlLogSource,
-    rebuild: Callable[[Connection, object], None],
-    items: list[Item],
-) -> None:
-    children: dict[str, list[EventEnvelope]] = {}
-    for item in items:
-        if item.envelope is not None:
-            children.setdefault(item.key, []).append(item.envelope)
+def _rebuild_page(worker: ProjectionWorker, source: SqlLogSource, entries: list[Decoded]) -> None:
+    projection = worker.projection
+    rebuild: Callable[[Connection, object], None] = projection.rebuild_children  # type: ignore[attr-defined]
+    children: list[list[EventEnvelope]] = []
+    log_rows: list[list[LogRow]] = []
+    bad: list[Decoded] = []
+    stream: str | None = None
+    envs: list[EventEnvelope] = []
+    rows: list[LogRow] = []
+    for entry in entries:  # in (stream, version) order: a child's entries are together
+        row, env, _error = entry
+        if env is None:
+            bad.append(entry)
+            continue
+        if row[2] != stream:
+            stream, envs, rows = row[2], [], []
+            children.append(envs)
+            log_rows.append(rows)
+        envs.append(env)
+        rows.append(row)
     worker._pending_dead_letters.clear()
-    prepare = getattr(worker.projection, "prepare_children", None)
+    prepare = getattr(projection, "prepare_children", None)
     try:
         # the projection's pure work before the writing transaction (SQLite has one writer)
-        work: object = list(children.values())
+        work: object = children
         if prepare is not None:
-            work = prepare(worker.engine, work)
+            if getattr(projection, "uses_log_rows", False):
+                work = prepare(worker.engine, children, log_rows=log_rows)
+            else:
+                work = prepare(worker.engine, children)
         with worker.engine.begin() as conn:
-            for item in items:
-                if item.envelope is None:
-                    worker._dead_letter(conn, item, item.error or "undecodable")
+            for entry in bad:
+                item = _item(entry)
+                worker._dead_letter(conn, item, item.error or "undecodable")
             rebuild(conn, work)
-        worker._publish_dead_letters(source)
     except Exception as exc:
         if is_transient(exc):
             raise
-        name = worker.projection.name
+        name = projection.name
         log.warning("projection %s: rebuilding a page failed, event by event: %r", name, exc)
         worker._pending_dead_letters.clear()
         with worker.engine.begin() as conn:
-            worker._handle(conn, source, Batch(items))
+            worker._handle(conn, source, Batch([_item(entry) for entry in entries]))
         worker._publish_dead_letters(source)
         return
-    worker.processed += len(items) - sum(1 for i in items if i.envelope is None)
+    committed = getattr(projection, "rebuild_committed", None)
+    if committed is not None:  # only after the commit: what a failed page did is not kept
+        committed(work)
+    worker._publish_dead_letters(source)
+    worker.processed += len(entries) - len(bad)

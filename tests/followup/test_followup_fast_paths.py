@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -32,7 +33,14 @@ from services.followup.app import create_app, create_tables
 from services.followup.bulkwrite import insert_many, instant_encoder
 from services.followup.config import Settings
 from services.followup.projection import FollowupProjection, event_body
-from services.followup.queries import _state_condition, states_condition, worklist, worklist_json
+from services.followup.queries import (
+    WorklistJson,
+    _state_condition,
+    states_condition,
+    worklist,
+    worklist_json,
+    worklist_json_rendered,
+)
 from services.followup.tables import fu_deadlines, fu_events
 from shared.casework.deadlines import STATES
 from shared.casework.views import deadline_view
@@ -46,13 +54,14 @@ MOMENTS = ["2026-10-06 12:00", "2026-11-03 08:00", "2026-11-18 12:00", "2026-12-
 
 
 def late_child() -> Stream:
-    """Late work (met_late), a caseworker change on a case, a name with characters to escape."""
+    """Late work (met_late), caseworker changes on a case, names with characters to escape."""
     s = Stream(municipality="657", child_id='c-"Ærø"')
     s.received("2026-10-20 09:00", "UR-5001", notifier="3", reasons=("barn_adfaerd",), team_id="nord")
     s.assessed("2026-10-23 09:00", "UR-5001")
     s.receipt("2026-11-10 09:00", "UR-5001")
     s.opened("2026-10-23 10:00", "S-5001", team_id="nord", uid="UR-5001")
     s.assigned("2026-10-23 10:05", "sr-carl", case_id="S-5001")
+    s.assigned("2026-11-02 10:05", 'sr-"Ø\\x"\u2028\x01', case_id="S-5001")
     s.assigned("2026-11-25 10:05", "sr-anna", case_id="S-5001")
     return s
 
@@ -199,6 +208,8 @@ def assert_worklists_agree(engine: Engine) -> None:
                 found = worklist_json(conn, "657", t, **scope)
                 assert [json.loads(item) for item in found.items] == expected, (text, scope)
                 assert found.child_ids == [doc["child_id"] for doc in expected]
+                # SQLite puts the documents together itself: byte for byte what Python renders
+                assert found == worklist_json_rendered(conn, "657", t, **scope), (text, scope)
                 seen_states.update(doc["state"] for doc in expected)
     assert seen_states == set(STATES)  # the scenarios reach every state: the comparison means something
 
@@ -209,8 +220,35 @@ def test_worklist_json_matches_the_reference(engine: Engine) -> None:
 
 def test_worklist_json_on_rows_derived_before_doc_existed(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(update(fu_deadlines).values(doc=None, caseworker_since=None))
+        conn.execute(update(fu_deadlines).values(doc=None, caseworker_since=None, settled=None))
     assert_worklists_agree(engine)
+
+
+def test_worklist_json_on_rows_derived_before_settled_existed(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(fu_deadlines).values(settled=None))
+    assert_worklists_agree(engine)
+
+
+def test_worklist_json_with_more_teams_and_paged(engine: Engine) -> None:
+    with engine.connect() as conn:
+        for text in MOMENTS:
+            t = local(text)
+            for kw in (
+                {"teams": {"syd", "nord", "modtag"}},
+                {"teams": {"nord"}, "caseworker_id": "sr-anna", "limit": 3},
+                {"limit": 4, "offset": 2},
+                {"offset": 1, "states": ["overdue", "met_late", "upcoming"]},
+            ):
+                found = worklist_json(conn, "657", t, **kw)  # type: ignore[arg-type]
+                assert found == worklist_json_rendered(conn, "657", t, **kw)  # type: ignore[arg-type]
+
+
+def test_worklist_document_assembly() -> None:
+    for items in ([], [b'{"a":1}'], [b'{"a":1}', b'{"b":"\xc3\x86"}'], [b"{}", b"{}", b"{}"]):
+        found = WorklistJson(items, [])
+        assert found.json_array() == b"[" + b",".join(items) + b"]"
+        assert json.loads(found.in_document(b'{"x":', b"}")) == {"x": [json.loads(i) for i in items]}
 
 
 def test_worklist_holder_in_the_past_is_the_caseworker_then(engine: Engine) -> None:
@@ -333,7 +371,7 @@ def test_upgrading_marks_derived_children_for_re_deriving(tmp_path: Path) -> Non
     reference_engine = filled(f"sqlite:///{tmp_path / 'new.db'}")
     with reference_engine.connect() as conn:
         old_rows = [
-            {k: v for k, v in row._mapping.items() if k not in ("id", "doc", "caseworker_since")}
+            {k: v for k, v in row._mapping.items() if k not in ("id", "doc", "caseworker_since", "settled")}
             for row in conn.execute(select(fu_deadlines))
         ]
     with reference_engine.connect() as conn:
@@ -360,6 +398,7 @@ def test_upgrading_marks_derived_children_for_re_deriving(tmp_path: Path) -> Non
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM fu_dirty").scalar() == 0
         assert conn.exec_driver_sql("SELECT count(*) FROM fu_deadlines WHERE doc IS NULL").scalar() == 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM fu_deadlines WHERE settled IS NULL").scalar() == 0
         assert conn.exec_driver_sql("SELECT count(*) FROM fu_deadlines").scalar() == len(old_rows)
         assert [json.loads(i) for i in worklist_json(conn, "657", t).items] == reference(conn, t)
 
@@ -370,3 +409,71 @@ def sqlite_value(v: Any) -> Any:
         if isinstance(v, datetime)
         else v
     )
+
+
+# --------------------------------------------------------------------------- the audit rows
+
+
+def test_audit_rows_are_those_of_write_audit(engine: Engine) -> None:
+    from services.followup.bulkwrite import write_audit_rows
+    from shared.audit import audit_log, audit_metadata, write_audit
+    from shared.auth import Principal
+
+    audit_metadata.create_all(engine)
+    who = Principal("tl-1", "teamleder", "657", frozenset({"syd"}), None)
+    children = ['c-"Ærø"', "c-anna", "c-dora", "c-anna", "c-b"]
+    with engine.begin() as conn:
+        write_audit(conn, who, children, "GET /deadlines", "followup")
+        at = conn.execute(select(audit_log.c.at)).scalars().first()
+        write_audit_rows(conn, who, children, "GET /deadlines", "followup", at=at)
+    with engine.connect() as conn:
+        rows = [r._mapping for r in conn.execute(select(audit_log).order_by(audit_log.c.id))]
+        raw = conn.exec_driver_sql("SELECT at FROM audit_log ORDER BY id").scalars().all()
+    first, second = rows[:4], rows[4:]
+    assert len(second) == 4  # one row per distinct child
+
+    def key(r: Any) -> tuple[Any, ...]:
+        return tuple(v for k, v in r.items() if k != "id")
+
+    assert sorted(map(key, second)) == sorted(map(key, first))
+    assert len(set(raw)) == 1  # the instant is stored exactly as SQLAlchemy stores it
+
+
+# --------------------------------------------------------------------------- the WAL checkpointer
+
+
+def test_requests_leave_checkpoints_to_the_checkpointer(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'followup.db'}",
+        event_store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        run_worker=False,
+        auth_jwt_secret="fast-path-secret-long-enough-for-hs256",
+    )
+    app = create_app(settings)
+    create_tables(app.state.engine)
+    checkpointer = app.state.checkpointer
+    checkpointer.interval = 0.05
+    assert not checkpointer.running
+    wal = tmp_path / "followup.db-wal"
+    before = 0
+    with TestClient(app) as client:
+        assert checkpointer.running
+        with app.state.engine.connect() as conn:  # the service's connections do not checkpoint
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        with app.state.engine.begin() as conn:
+            app.state.projection.apply(conn, every_event())
+        response = client.get("/deadlines", params={"municipality": "657"}, headers=_chef())
+        assert response.status_code == 200 and response.json()["count"] > 5
+        before = checkpointer.checkpoints
+        deadline = time.monotonic() + 10
+        while checkpointer.checkpoints < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert checkpointer.checkpoints >= before + 2
+        with app.state.engine.connect() as conn:  # everything in the log is in the database
+            busy, log_pages, done = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchone()
+            assert (busy, log_pages) == (0, done)
+    assert not checkpointer.running
+    assert checkpointer.checkpoints >= before + 3  # and one more when it stopped
+    assert not wal.exists() or wal.stat().st_size == 0

@@ -109,14 +109,16 @@ def test_a_record_that_fails_alone_does_not_fail_the_others(
     service: IntakeService, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = [parsed(service, example("ex-01")), parsed(service, case_opened("a", "S-A", "0101104001"))]
-    real_envelope = service._envelope
+    import services.intake.service as service_module
+
+    real_decide = service_module.decide
 
     def broken(record: RecordBase, *args: Any) -> Any:
         if record.record_id == "a":
             raise ValueError("a bug met by this record only")
-        return real_envelope(record, *args)
+        return real_decide(record, *args)
 
-    monkeypatch.setattr(service, "_envelope", broken)
+    monkeypatch.setattr(service_module, "decide", broken)
     outcomes = asyncio.run(_submit_all(service, records))
     assert isinstance(outcomes[0], Outcome) and outcomes[0].status == "accepted"
     assert isinstance(outcomes[1], ValueError)

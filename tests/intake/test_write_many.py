@@ -400,11 +400,11 @@ class LosingStore(EventStore):
         super().__init__()
         self.lost = 0
 
-    def append_many(self, conn: Any, items: Any, *, expected_versions: Any) -> list[int]:
-        if items and self.lost == 0:
+    def append_rows(self, conn: Any, rows: Any, *, expected_versions: Any) -> list[int]:
+        if rows and self.lost == 0:
             self.lost += 1
-            raise ConcurrencyError(items[0].envelope.stream_id)
-        return super().append_many(conn, items, expected_versions=expected_versions)
+            raise ConcurrencyError(rows[0][1])
+        return super().append_rows(conn, rows, expected_versions=expected_versions)
 
 
 def test_a_chunk_that_meets_another_writer_goes_record_by_record(engine: Engine, settings: Settings) -> None:

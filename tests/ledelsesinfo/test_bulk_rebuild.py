@@ -147,9 +147,15 @@ def test_packed_rows_hold_sorted_non_zero_entries(tmp_path: Path) -> None:
 def test_stored_event_form_round_trips() -> None:
     for e in rich_events():
         doc = encode_event(e)
-        assert json.loads(doc)[1] == e.event_id
+        head, data = doc.split("\n", 1)  # the envelope's fields as a JSON list, then the payload's text
+        assert json.loads(head)[:2] == [2, e.event_id]
+        assert data == e.data_json()
         assert decode_event(e.stream_id, e.municipality, doc) == e
-        # rows written before the compact form hold the wire dict
+        # rows written in the earlier forms: the payload's text inside the list, or the wire dict
+        form1 = json.dumps([1, e.event_id, e.version, e.record_id, e.occurred_at.isoformat(),
+                            e.recorded_at.isoformat(), e.correlation_id, e.type, e.schema_version,
+                            e.position, e.data_json()], separators=(",", ":"), ensure_ascii=False)
+        assert decode_event(e.stream_id, e.municipality, form1) == e
         wire = json.dumps(e.to_wire())
         assert decode_event(e.stream_id, e.municipality, wire) == e
 

@@ -34,7 +34,7 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _case_info(row: Any) -> CaseInfo:
+def case_info(row: Any) -> CaseInfo:
     opened = _dt(row.opened_at)
     assert opened is not None
     return CaseInfo(
@@ -78,22 +78,22 @@ _CHILD_CASES = (
 
 def find_case(conn: Connection, municipality: str, case_id: str) -> CaseInfo | None:
     row = conn.execute(_CASE, {"m": municipality, "id": case_id}).first()
-    return _case_info(row) if row else None
+    return case_info(row) if row else None
 
 
 def find_measure(conn: Connection, municipality: str, measure_id: str) -> MeasureInfo | None:
     row = conn.execute(_MEASURE, {"m": municipality, "id": measure_id}).first()
-    return _measure_info(row) if row else None
+    return measure_info(row) if row else None
 
 
 def find_underretning(conn: Connection, municipality: str, underretning_id: str) -> UnderretningInfo | None:
     row = conn.execute(_UNDERRETNING, {"m": municipality, "id": underretning_id}).first()
-    return _underretning_info(row) if row else None
+    return underretning_info(row) if row else None
 
 
 def cases_of_child(conn: Connection, municipality: str, child_id: str) -> tuple[CaseInfo, ...]:
     rows = conn.execute(_CHILD_CASES, {"m": municipality, "child": child_id}).all()
-    return tuple(_case_info(r) for r in rows)
+    return tuple(case_info(r) for r in rows)
 
 
 def stream_child(
@@ -160,7 +160,7 @@ _UNDERRETNINGER = KeyLookup.of(
 _CHILDREN_CASES = KeyLookup.of(list(cases.c), cases.c.municipality, cases.c.child_id)
 
 
-def _measure_info(row: Any) -> MeasureInfo:
+def measure_info(row: Any) -> MeasureInfo:
     started = _dt(row.started_at)
     assert started is not None
     return MeasureInfo(
@@ -172,7 +172,7 @@ def _measure_info(row: Any) -> MeasureInfo:
     )
 
 
-def _underretning_info(row: Any) -> UnderretningInfo:
+def underretning_info(row: Any) -> UnderretningInfo:
     received = _dt(row.received_at)
     assert received is not None
     return UnderretningInfo(
@@ -185,22 +185,22 @@ def _underretning_info(row: Any) -> UnderretningInfo:
 
 
 def cases_by_id(conn: Connection, municipality: str, case_ids: Iterable[str]) -> dict[str, CaseInfo]:
-    return {r.case_id: _case_info(r) for r in _CASES.rows(conn, municipality, case_ids)}
+    return {r.case_id: case_info(r) for r in _CASES.rows(conn, municipality, case_ids)}
 
 
 def measures_by_id(conn: Connection, municipality: str, measure_ids: Iterable[str]) -> dict[str, MeasureInfo]:
-    return {r.measure_id: _measure_info(r) for r in _MEASURES.rows(conn, municipality, measure_ids)}
+    return {r.measure_id: measure_info(r) for r in _MEASURES.rows(conn, municipality, measure_ids)}
 
 
 def underretninger_by_id(
     conn: Connection, municipality: str, underretning_ids: Iterable[str]
 ) -> dict[str, UnderretningInfo]:
     rows = _UNDERRETNINGER.rows(conn, municipality, underretning_ids)
-    return {r.underretning_id: _underretning_info(r) for r in rows}
+    return {r.underretning_id: underretning_info(r) for r in rows}
 
 
 def cases_of_children(conn: Connection, municipality: str, child_ids: Iterable[str]) -> list[CaseInfo]:
-    return [_case_info(r) for r in _CHILDREN_CASES.rows(conn, municipality, child_ids)]
+    return [case_info(r) for r in _CHILDREN_CASES.rows(conn, municipality, child_ids)]
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -253,12 +253,14 @@ class Changes:
     measure_ends: list[dict[str, Any]] = field(default_factory=list)
     closings: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, municipality: str, record: RecordBase, decision: Accept) -> None:
-        """Note the writes for an accepted record."""
-        at = ts(record.occurred_at)
+    def add(
+        self, municipality: str, record: RecordBase, decision: Accept, utc: datetime | None = None
+    ) -> None:
+        """Note the writes for an accepted record (`utc`: its `occurred_at` in UTC, when known)."""
         m = municipality
         match record:
             case UnderretningReceivedRecord(data=d):
+                at = ts(utc or record.occurred_at)
                 self.underretning_rows.append(
                     {
                         "municipality": m,
@@ -270,6 +272,7 @@ class Changes:
                     }
                 )
             case CaseOpenedRecord(data=d):
+                at = ts(utc or record.occurred_at)
                 self.case_rows.append(
                     {
                         "municipality": m,
@@ -287,8 +290,10 @@ class Changes:
                 if d.underretning_id is not None:
                     self.links.append({"m": m, "u": d.underretning_id, "c": d.case_id})
             case CaseworkerAssignedRecord(data=d):
+                at = ts(utc or record.occurred_at)
                 self.assignments.append({"m": m, "c": d.case_id, "w": d.caseworker_id, "at": at})
             case MeasureStartedRecord(data=d):
+                at = ts(utc or record.occurred_at)
                 self.measure_rows.append(
                     {
                         "municipality": m,
@@ -301,9 +306,9 @@ class Changes:
                     }
                 )
             case MeasureEndedRecord(data=d):
-                self.measure_ends.append({"m": m, "x": d.measure_id, "at": at})
+                self.measure_ends.append({"m": m, "x": d.measure_id, "at": ts(utc or record.occurred_at)})
             case CaseClosedRecord(data=d):
-                self.closings.append({"m": m, "c": d.case_id, "at": at})
+                self.closings.append({"m": m, "c": d.case_id, "at": ts(utc or record.occurred_at)})
             case _:
                 pass
 

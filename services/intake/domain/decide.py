@@ -55,9 +55,11 @@ from shared.events.catalogue import ChildRef, EventPayload
 from shared.events.codes import DEFAULT_MEASURE_TYPES, MeasureType, is_professional
 
 # --- the state snapshot ----------------------------------------------------------------------
+# (Plain slotted dataclasses, not frozen: a bulk import makes several for every record, and a frozen
+# one costs four times as much to make. Treat them as values all the same: nothing changes them.)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CaseInfo:
     case_id: str
     child_id: str
@@ -75,7 +77,7 @@ class CaseInfo:
         return self.opened_at <= moment and (self.closed_at is None or moment < self.closed_at)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MeasureInfo:
     measure_id: str
     case_id: str
@@ -88,7 +90,7 @@ class MeasureInfo:
         return self.ended_at is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnderretningInfo:
     underretning_id: str
     child_id: str
@@ -97,7 +99,7 @@ class UnderretningInfo:
     case_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class State:
     """What `decide` may know, read for one record.
 
@@ -118,7 +120,7 @@ class State:
 # --- the decision ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Accept:
     """Append `payload` to the stream of child `child_id`."""
 
@@ -127,7 +129,7 @@ class Accept:
     change: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reject:
     field: str
     reason: str

@@ -624,8 +624,10 @@ def parse_record(
     if record_id is not None:
         try:
             _plain_text(record_id)
-        except ValueError:
-            record_id = None  # never echo a record id that could hold a CPR number
+            if not record_id.isascii():
+                record_id.encode()  # a lone surrogate (JSON "\ud800") cannot be written back
+        except ValueError:  # (UnicodeEncodeError is one)
+            record_id = None  # never echo a record id that could hold a CPR number, or is not text
     record_type = obj.get("type")
     if record_type is None:
         return Rejection(field="type", reason="type: is required", record_id=record_id)

@@ -45,6 +45,7 @@ from services.ledelsesinfo.domain.periods import (
     WEEK,
     PeriodKind,
     date_index,
+    period_indexes,
     period_last_date,
     start_of_day,
 )
@@ -134,17 +135,25 @@ def caseworker_segments(
 
 
 class _Acc:
+    """Adds a child's contributions into `data`.
+
+    Two shortcuts leave the sums (and so the stored rows) exactly as adding every change one by one
+    would: a state change whose [start, end) falls inside one period adds +v and -v to the same
+    bucket, which sums to nothing, so such pairs are not added at all; and where a state interval
+    is split at the case's caseworker changes, the municipality's and the team's buckets (the same
+    bucket for every piece, unless the key is the caseworker) get the whole interval once, since the
+    -v and +v of two pieces at a change cancel there; only the caseworker's own buckets are split.
+    Entries may come to 0 either way."""
+
+    __slots__ = ("data",)
+
     def __init__(self, data: defaultdict[Bucket, int] | None = None) -> None:
         self.data: defaultdict[Bucket, int] = data if data is not None else defaultdict(int)
-        self._periods: dict[datetime, tuple[int, int]] = {}  # instant -> (week, month); a child reuses them
 
-    def index(self, kind: PeriodKind, at: datetime) -> int:
-        """`period_index(kind, at)`, computed once per instant and child."""
-        periods = self._periods.get(at)
-        if periods is None:
-            day = local_date(at)
-            periods = self._periods[at] = (date_index(WEEK, day), date_index(MONTH, day))
-        return periods[0] if kind == WEEK else periods[1]
+    @staticmethod
+    def index(kind: PeriodKind, at: datetime) -> int:
+        """`period_index(kind, at)` (memoised per hour: `periods.period_indexes`)."""
+        return period_indexes(at)[0 if kind == WEEK else 1]
 
     def add(self, mode: Mode, kind: PeriodKind, index: int, team: str | None, cw: str | None,
             bucket: str, key: str, value: int) -> None:
@@ -158,27 +167,91 @@ class _Acc:
 
     def point(self, kinds: Sequence[PeriodKind], at: datetime, team: str | None, cw: str | None,
               bucket: str, key: str, value: int = 1) -> None:
+        self.point_in(kinds, period_indexes(at), team, cw, bucket, key, value)
+
+    def point_in(self, kinds: Sequence[PeriodKind], periods: tuple[int, int], team: str | None,
+                 cw: str | None, bucket: str, key: str, value: int = 1) -> None:
+        """A point at the instant whose (week, month) numbers are `periods`."""
+        data = self.data
         for kind in kinds:
-            self.add(POINT, kind, self.index(kind, at), team, cw, bucket, key, value)
+            if kind == WEEK:
+                w = periods[0]
+                data[(POINT, WEEK, w, "", "", bucket, key)] += value
+                if team:
+                    data[(POINT, WEEK, w, team, "", bucket, key)] += value
+                if cw:
+                    data[(POINT, WEEK, w, team or "", cw, bucket, key)] += value
+            else:
+                m = periods[1]
+                data[(POINT, MONTH, m, "", "", bucket, key)] += value
+                if team:
+                    data[(POINT, MONTH, m, team, "", bucket, key)] += value
 
     def change(self, kinds: Sequence[PeriodKind], at: datetime, team: str | None, cw: str | None,
                bucket: str, key: str, value: int) -> None:
+        periods = period_indexes(at)
         for kind in kinds:
-            self.add(STATE, kind, self.index(kind, at), team, cw, bucket, key, value)
+            self.add(STATE, kind, periods[0 if kind == WEEK else 1], team, cw, bucket, key, value)
 
     def interval(self, kinds: Sequence[PeriodKind], start: datetime, end: datetime | None,
                  team: str | None, assignments: Assignments, bucket: str,
                  key: str = "", value: int = 1, *, key_is_caseworker: bool = False) -> None:
-        """A state holding on [start, end), split where the case changes caseworker."""
+        """A state holding on [start, end), split where the case changes caseworker (with
+        `key_is_caseworker` the key of each piece is its caseworker; pieces held by nobody count
+        nowhere)."""
         if end is not None and end <= start:
             return
-        for s, e, cw in caseworker_segments(assignments, start, end):
-            if key_is_caseworker and cw is None:
+        starts = period_indexes(start)
+        ends = period_indexes(end) if end is not None else None
+        if ends is not None and starts[0] == ends[0] and (kinds is W or starts[1] == ends[1]):
+            return  # every piece lies inside one period of each kind: nothing
+        data = self.data
+        if key_is_caseworker:
+            if not assignments:
+                return
+            for s, e, cw in caseworker_segments(assignments, start, end):
+                if cw is None:
+                    continue
+                starts = period_indexes(s)
+                ends = period_indexes(e) if e is not None else None
+                for kind in kinds:
+                    at = 0 if kind == WEEK else 1
+                    i = starts[at]
+                    j = ends[at] if ends is not None else None
+                    if i == j:
+                        continue
+                    self.add(STATE, kind, i, team, cw, bucket, cw, value)
+                    if j is not None:
+                        self.add(STATE, kind, j, team, cw, bucket, cw, -value)
+            return
+        weekly = False
+        for kind in kinds:
+            at = 0 if kind == WEEK else 1
+            weekly = weekly or at == 0
+            i = starts[at]
+            j = ends[at] if ends is not None else None
+            if i == j:
                 continue
-            k = cw if key_is_caseworker and cw is not None else key
-            self.change(kinds, s, team, cw, bucket, k, value)
-            if e is not None:
-                self.change(kinds, e, team, cw, bucket, k, -value)
+            data[(STATE, kind, i, "", "", bucket, key)] += value
+            if j is not None:
+                data[(STATE, kind, j, "", "", bucket, key)] -= value
+            if team:
+                data[(STATE, kind, i, team, "", bucket, key)] += value
+                if j is not None:
+                    data[(STATE, kind, j, team, "", bucket, key)] -= value
+        if not weekly or not assignments:
+            return
+        t = team or ""
+        for s, e, cw in caseworker_segments(assignments, start, end):
+            if not cw:
+                continue
+            i = starts[0] if s is start else period_indexes(s)[0]
+            j = None if e is None else ends[0] if e is end and ends is not None else period_indexes(e)[0]
+            if i == j:
+                continue
+            data[(STATE, WEEK, i, t, cw, bucket, key)] += value
+            if j is not None:
+                data[(STATE, WEEK, j, t, cw, bucket, key)] -= value
 
     def distinct_points(self, kind: PeriodKind, bucket: str, items: Iterable[tuple[int, str | None]]) -> None:
         """+1 per distinct period (municipality) and per distinct (period, team): a child counts once."""
@@ -197,12 +270,17 @@ class _Acc:
             groups[("", "")].append((s, e))
             if team:
                 groups[(team, "")].append((s, e))
+        data = self.data
         for (t, c), intervals in groups.items():
             for s, e in _union(intervals):
+                i = self.index(kind, s)
+                j = self.index(kind, e) if e is not None else None
+                if i == j:
+                    continue  # +v and -v in one period: nothing
                 for bucket, key, value in emit(s):
-                    self.data[(STATE, kind, self.index(kind, s), t, c, bucket, key)] += value
-                    if e is not None:
-                        self.data[(STATE, kind, self.index(kind, e), t, c, bucket, key)] -= value
+                    data[(STATE, kind, i, t, c, bucket, key)] += value
+                    if j is not None:
+                        data[(STATE, kind, j, t, c, bucket, key)] -= value
 
 
 def _union(intervals: Sequence[tuple[datetime, datetime | None]]) -> list[tuple[datetime, datetime | None]]:
@@ -241,13 +319,14 @@ def _underretninger(acc: _Acc, pic: ChildPicture) -> None:
     for u in pic.underretninger.values():
         cws = _assignments(pic, u.case_id)
         cw = caseworker_at(cws, u.received_at)
-        acc.point(W, u.received_at, u.team_id, cw, "underretninger_received", "")
-        acc.point(M, u.received_at, u.team_id, None, RECEIVED_BY_NOTIFIER, u.notifier)
-        acc.point(M, u.received_at, u.team_id, None, RECEIVED_BY_SEVERITY, u.severity)
+        received = period_indexes(u.received_at)
+        acc.point_in(W, received, u.team_id, cw, "underretninger_received", "")
+        acc.point_in(M, received, u.team_id, None, RECEIVED_BY_NOTIFIER, u.notifier)
+        acc.point_in(M, received, u.team_id, None, RECEIVED_BY_SEVERITY, u.severity)
         acc.interval(W, u.received_at, u.assessed_at, u.team_id, cws, "underretninger_unassessed")
         if u.assessed_at is not None:
             seconds = max(0, int((u.assessed_at - u.received_at).total_seconds()))
-            acc.point(W, u.received_at, u.team_id, cw, REACTION_SECONDS, seconds_key(seconds))
+            acc.point_in(W, received, u.team_id, cw, REACTION_SECONDS, seconds_key(seconds))
     # §6.1 defines these shares by the facts of the underretninger received in the period (assessed
     # / receipt sent, by the deadline), so a fact after the case closed still counts; the due
     # instant is the engine's.

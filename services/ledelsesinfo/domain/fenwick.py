@@ -50,10 +50,39 @@ def node_sums(kind: PeriodKind, changes: Mapping[int, int]) -> dict[int, int]:
     each change to its `update_nodes`, but each node is computed once, from prefix sums (a node `n`
     holds the changes in periods (n - lowbit(n), n], one-based), however many changes share it."""
     size = SIZE[kind]
+    top = size - 1
     summed: dict[int, int] = {}
     for index, d in changes.items():
-        i = _one_based(kind, index)
-        summed[i] = summed.get(i, 0) + d
+        i = (index if index <= top else top) if index >= 0 else 0
+        summed[i + 1] = summed.get(i + 1, 0) + d
+    if not summed:
+        return {}
+    lo, hi = min(summed), max(summed)
+    if hi - lo > 4 * len(summed) + 64:
+        return _node_sums_sparse(size, summed)
+    # prefix[x - lo + 1] = the changes in lo..x (x in lo - 1 .. hi)
+    prefix = [0] * (hi - lo + 2)
+    total = 0
+    get = summed.get
+    for x in range(lo, hi + 1):
+        total += get(x, 0)
+        prefix[x - lo + 1] = total
+    out: dict[int, int] = {}
+    seen: set[int] = set()
+    for i in summed:
+        while i <= size and i not in seen:
+            seen.add(i)
+            below = i - (i & -i)  # the node holds (below, i]
+            upper = total if i >= hi else prefix[i - lo + 1]
+            lower = 0 if below < lo else total if below >= hi else prefix[below - lo + 1]
+            if upper != lower:
+                out[i] = upper - lower
+            i += i & -i
+    return out
+
+
+def _node_sums_sparse(size: int, summed: dict[int, int]) -> dict[int, int]:
+    """`node_sums` of one-based changes spread thinly over a wide range (bisect, no dense prefix)."""
     order = sorted(summed)
     prefix = [0]
     for i in order:

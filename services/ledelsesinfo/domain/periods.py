@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from shared.casework.calendar import TZ, local_date
@@ -132,6 +132,39 @@ def date_index(kind: PeriodKind, day: date) -> int:
 def period_index(kind: PeriodKind, instant: datetime) -> int:
     """Number of the period that contains `instant`."""
     return date_index(kind, local_date(instant))
+
+
+_HOUR_PERIODS: dict[int, tuple[int, int]] = {}  # UTC hour since the epoch -> (week, month)
+_HOUR_PERIODS_MAX = 1 << 20
+
+
+def period_indexes(instant: datetime) -> tuple[int, int]:
+    """`(period_index(WEEK, instant), period_index(MONTH, instant))`, memoised per UTC hour: a local
+    day in Copenhagen begins on a whole UTC hour (offsets +1 and +2 hours), so every instant of
+    such an hour lies in the same week and month. An hour that does hold a local midnight (an
+    offset of minutes, before 1894) is computed for each instant and not memoised."""
+    utc = instant if instant.tzinfo is UTC else _as_utc(instant)
+    hour = utc.toordinal() * 24 + utc.hour
+    found = _HOUR_PERIODS.get(hour)
+    if found is not None:
+        return found
+    day = local_date(instant)
+    found = (date_index(WEEK, day), date_index(MONTH, day))
+    first = datetime.combine(date.fromordinal(hour // 24), time(hour % 24), tzinfo=UTC)
+    if local_date(first) == local_date(first + _HOUR_LESS_TICK):
+        if len(_HOUR_PERIODS) >= _HOUR_PERIODS_MAX:
+            _HOUR_PERIODS.clear()
+        _HOUR_PERIODS[hour] = found
+    return found
+
+
+_HOUR_LESS_TICK = timedelta(hours=1) - timedelta(microseconds=1)  # the last instant of an hour
+
+
+def _as_utc(instant: datetime) -> datetime:
+    if instant.tzinfo is None:
+        raise ValueError("an instant must carry a UTC offset")
+    return instant.astimezone(UTC)
 
 
 def parse_period(kind: PeriodKind, period: str) -> int:
