@@ -80,6 +80,10 @@ class ProjectionWorker:
         self.lag_seconds: float | None = None
         self.lag_interval = 1.0
         self._lag_read_at = float("-inf")
+        # a source that reports events behind it but hands none over for this long is reopened (a
+        # Kafka client that lost its way after a broker restart); counted in `reconnects`
+        self.stall_seconds = 60.0
+        self.reconnects = 0
         self._last_recorded_at: datetime | None = None
 
     # --- sources ---------------------------------------------------------------------------
@@ -272,19 +276,38 @@ class ProjectionWorker:
 
     def run(self) -> None:
         backoff = 0.2
+        progress_at = time.monotonic()
         while not self._stop.is_set():
             try:
                 if self.step() == 0:
                     self._stop.wait(0.05)
-                if time.monotonic() - self._lag_read_at >= self.lag_interval:
+                else:
+                    progress_at = time.monotonic()
+                now = time.monotonic()
+                if now - self._lag_read_at >= self.lag_interval:
                     self.refresh_lag()
+                if not self.lag_events:
+                    progress_at = now
+                elif now - progress_at >= self.stall_seconds:
+                    self._reopen_stalled(now - progress_at)
+                    progress_at = now
                 backoff = 0.2
             except Exception as exc:  # database or broker trouble: back off and try again
                 self.last_error = repr(exc)
                 log.warning("projection %s: step failed: %r", self.projection.name, exc)
                 self._reset_source()
+                progress_at = time.monotonic()  # a new source: its stall clock starts now
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+        self._reset_source()
+
+    def _reopen_stalled(self, idle: float) -> None:
+        log.warning(
+            "projection %s: %s events behind and none handed over for %.0fs: reopening the source",
+            self.projection.name, self.lag_events, idle,
+        )  # fmt: skip
+        self.reconnects += 1
+        self.lag_events = None
         self._reset_source()
 
     def _reset_source(self) -> None:

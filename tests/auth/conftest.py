@@ -25,7 +25,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "sub": "ane",
         "role": "chef",
         "municipality": MUNICIPALITY,
-        "exp": datetime.now(UTC) + timedelta(hours=1),
+        "exp": datetime.now(UTC) + timedelta(hours=24),
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}

@@ -102,3 +102,43 @@ def test_a_database_outage_is_retried_never_dead_lettered(db_url: str, store_eng
     assert all(v == (2, [1, 2]) for v in projection.state(worker.engine).values())
     with worker.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 0
+
+
+def test_a_source_that_stalls_behind_the_log_is_reopened(db_url: str, store_engine: Engine) -> None:
+    """Given a source that reports events behind it but hands none over (a Kafka client lost after
+    a broker restart), when the worker runs past its stall limit, then it reopens the source and
+    the new one brings the projection to the end of the log."""
+    import time
+
+    from shared.messaging.sources import Batch, SqlLogSource
+
+    class Stuck(SqlLogSource):
+        def poll(self, timeout: float) -> Batch:
+            time.sleep(0.01)
+            return Batch()
+
+    store = EventStore()
+    append_streams(store_engine, store, streams=4, per_stream=3)
+    projection = CountingProjection("stall")
+    opened: list[str] = []
+
+    def factory(from_beginning: bool) -> SqlLogSource:
+        kind = "stuck" if not opened else "healthy"
+        opened.append(kind)
+        return (Stuck if kind == "stuck" else SqlLogSource)(store_engine, projection.name, 1000)
+
+    settings = ServiceSettings(transport="sql", event_store_url=db_url, database_url=db_url)
+    worker = ProjectionWorker(projection, settings, store_engine=store_engine, source_factory=factory)
+    worker.ensure_schema()
+    worker.stall_seconds, worker.lag_interval = 0.3, 0.02
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and worker.processed < 12:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert opened[:2] == ["stuck", "healthy"]
+    assert worker.reconnects == 1
+    assert worker.processed == 12
+    assert all(v == (3, [1, 2, 3]) for v in projection.state(worker.engine).values())

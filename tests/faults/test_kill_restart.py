@@ -193,7 +193,11 @@ def diff_states(live: dict[str, list[tuple[Any, ...]]], clean: dict[str, list[tu
     return problems
 
 
-def wait_until(what: str, check: Callable[[], tuple[bool, str]], timeout: float) -> str:
+def wait_until(
+    what: str, check: Callable[[], tuple[bool, str]], timeout: float, context: Callable[[], str] = str
+) -> str:
+    """Poll `check` until it is done; on timeout fail with its last detail and `context()` (the
+    processes' state and log tails, so a CI failure says why)."""
     deadline = time.monotonic() + timeout
     detail = ""
     while time.monotonic() < deadline:
@@ -204,7 +208,7 @@ def wait_until(what: str, check: Callable[[], tuple[bool, str]], timeout: float)
         if done:
             return detail
         time.sleep(0.5)
-    raise AssertionError(f"seed={SEED}: {what} not reached within {timeout:.0f}s: {detail}")
+    raise AssertionError(f"seed={SEED}: {what} not reached within {timeout:.0f}s: {detail}\n{context()}")
 
 
 def dlq_messages(bootstrap: str, topic: str) -> list[str]:
@@ -301,7 +305,10 @@ def test_sigkill_and_restart_everything_under_load_loses_duplicates_and_diverges
     engines: list[Engine] = []
 
     def tails() -> str:
-        return "\n".join(log_tail(p.log, 25) for p in procs.values())
+        alive = ", ".join(
+            f"{p.name}: {'up' if p.alive() else 'exited'}, {p.starts} starts" for p in procs.values()
+        )
+        return f"processes: {alive}\n" + "\n".join(log_tail(p.log, 25) for p in procs.values())
 
     try:
         for proc in procs.values():
@@ -356,7 +363,7 @@ def test_sigkill_and_restart_everything_under_load_loses_duplicates_and_diverges
                 n = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
             return n == 0, f"{n} outbox rows left"
 
-        wait_until("an empty outbox (relay not stuck)", outbox_empty, 120)
+        wait_until("an empty outbox (relay not stuck)", outbox_empty, 120, tails)
         with intake_db.connect() as conn:
             log_count = conn.execute(select(func.count()).select_from(log_events)).scalar_one()
 
@@ -372,8 +379,8 @@ def test_sigkill_and_restart_everything_under_load_loses_duplicates_and_diverges
             return check
 
         # (c) no consumer stuck: the restarted worker processes themselves reach the end of the log
-        wait_until("followup worker at the end of the log", caught_up(fu_db, "followup"), 300)
-        wait_until("ledelsesinfo worker at the end of the log", caught_up(li_db, "ledelsesinfo"), 300)
+        wait_until("followup worker at the end of the log", caught_up(fu_db, "followup"), 300, tails)
+        wait_until("ledelsesinfo worker at the end of the log", caught_up(li_db, "ledelsesinfo"), 300, tails)
         for proc in procs.values():
             proc.terminate()
 

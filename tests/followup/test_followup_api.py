@@ -41,7 +41,7 @@ def token(role: str, municipality: str = "657", **claims: Any) -> dict[str, str]
         "sub": claims.pop("sub", f"{role}-user"),
         "role": role,
         "municipality": municipality,
-        "exp": datetime.now(UTC) + timedelta(minutes=10),
+        "exp": datetime.now(UTC) + timedelta(hours=24),  # minted at import: outlive a slow suite
         **claims,
     }
     if role in ("sagsbehandler", "teamleder"):

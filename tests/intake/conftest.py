@@ -68,7 +68,7 @@ def token(
         "sub": sub or f"{role}-user",
         "role": role,
         "municipality": municipality,
-        "exp": datetime.now(UTC) + timedelta(hours=1),
+        "exp": datetime.now(UTC) + timedelta(hours=24),
     }
     if teams is not None:
         claims["teams"] = teams

@@ -56,7 +56,7 @@ def token(
         "sub": f"{role}-user",
         "role": role,
         "municipality": municipality,
-        "exp": datetime.now(UTC) + timedelta(minutes=10),
+        "exp": datetime.now(UTC) + timedelta(hours=24),  # minted at import: outlive a slow suite
     }
     if teams is not None:
         claims["teams"] = teams

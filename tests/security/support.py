@@ -135,7 +135,7 @@ def token(
     *,
     sub: str | None = None,
     secret: str = SECRET,
-    ttl_minutes: float = 30,
+    ttl_minutes: float = 24 * 60,  # some are minted once per session: outlive a slow suite
 ) -> str:
     minted = mint_token(
         role=role,
