@@ -527,6 +527,7 @@ class ProjectionStatus:
     retries: int = 0
     dead_lettered: int = 0
     skipped_duplicates: int = 0
+    reconnects: int = 0
     dead_letter_rows: int | None = None
     error: str | None = None
 
@@ -620,6 +621,7 @@ class ProjectionMonitor:
                 retries=worker.retries,
                 dead_lettered=worker.dead_lettered,
                 skipped_duplicates=worker.skipped_duplicates,
+                reconnects=getattr(worker, "reconnects", 0),
                 error=worker.last_error,
             )
         try:
@@ -693,6 +695,11 @@ class ProjectionMonitor:
                     "Messages this process's worker dead-lettered.",
                 ),
                 ("projection_duplicates_skipped", s.skipped_duplicates, "Redelivered events skipped."),
+                (
+                    "projection_source_reopened",
+                    s.reconnects,
+                    "Times the worker reopened a source that stalled (events behind it, none delivered).",
+                ),
             ):
                 c = CounterMetricFamily(metric, doc, labels=["projection"])
                 c.add_metric(labels, value)

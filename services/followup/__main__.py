@@ -5,7 +5,8 @@
                                           projection worker unless RUN_WORKER=false
     python -m services.followup work      the projection worker alone, until SIGTERM / Ctrl-C
     python -m services.followup replay    rebuild the projection from the start of the event log
-                                          (stop the worker first); cadence profiles are kept
+                                          (stop the worker first); profile changes come back from
+                                          the log (those made before they were events are kept)
 
 Settings come from the environment (services/followup/config.py).
 """

@@ -1,5 +1,6 @@
 """HTTP endpoints of the follow-up service (spec section 7): a case, the deadline worklist, the
-caseload, and the municipality's cadence profile (for the `chef`).
+caseload, and the municipality's cadence profile (for the `chef`; a change is an event of the
+shared log: services.followup.profiles).
 
 Every endpoint requires a bearer token; the scope is enforced with `shared.auth`; every read of
 case-level data about children writes one audit entry per child (`shared.audit.write_audit`) in
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from services.followup.bulkwrite import write_audit_rows
-from services.followup.projection import FollowupProjection, load_profile_changes, record_profile_change
+from services.followup.profiles import InForce, ProfileConflict, append_profile_change
+from services.followup.projection import FollowupProjection, load_profile_changes
 from services.followup.queries import caseload, find_case, worklist_json
 from shared.audit import write_audit
 from shared.auth import (
@@ -34,6 +36,7 @@ from shared.casework.cadence import HERNING, ProfileChange, ProfileTimeline
 from shared.casework.calendar import TZ
 from shared.casework.deadlines import DEADLINE_LABELS_DA, STATES
 from shared.casework.views import case_view, iso
+from shared.logs import correlation_id_var
 
 SERVICE = "followup"
 MUNICIPALITY = r"^[0-9]{3}$"
@@ -347,28 +350,51 @@ def followup_router() -> APIRouter:
         municipality: Annotated[str, Path(pattern=MUNICIPALITY)],
         body: ProfileUpdate,
     ) -> dict[str, Any]:
+        """Appends a `CadenceProfileChanged` (the whole profile and target in force from now on) to
+        the shared event log, where every service learns it, and applies it here at once."""
         require_role(principal, "chef")
         authorize_scope(principal, municipality, purpose="cases")
         if body.profile is None and body.caseload_target is None:
             raise _unprocessable("give a profile, a caseload_target, or both")
         projection = _projection(request)
-        now = datetime.now(UTC)
-        with _engine(request).begin() as conn:
-            timeline = projection.timeline(conn, [municipality])
-            base = timeline.profile(municipality, now)
+        engine = _engine(request)
+
+        def in_force_here(at: datetime) -> InForce:
+            # before the municipality's first event: follow-up's own timeline (older changes)
+            with engine.connect() as conn:
+                timeline = projection.timeline(conn, [municipality])
+            return InForce(timeline.profile(municipality, at), timeline.target(municipality, at))
+
+        def complete(current: InForce) -> InForce:
             try:
-                profile = base if body.profile is None else type(base).from_json(body.profile, base)
+                profile = (
+                    current.profile
+                    if body.profile is None
+                    else type(current.profile).from_json(body.profile, current.profile)
+                )
             except (ValueError, TypeError) as exc:
                 raise _unprocessable(f"profile: {exc}") from None
-            change = ProfileChange(
-                municipality=municipality,
-                changed_at=now,
-                changed_by=principal.sub,
-                profile=profile,
-                caseload_target=body.caseload_target or timeline.target(municipality, now),
+            return InForce(profile, body.caseload_target or current.caseload_target)
+
+        # the change is an event of the shared log (every service learns it from there) ...
+        try:
+            stored = append_profile_change(
+                request.app.state.store_engine,
+                request.app.state.event_store,
+                municipality,
+                principal.sub,
+                complete,
+                in_force_here,
+                correlation_id=correlation_id_var.get(),
             )
-            record_profile_change(conn, change)
-            projection.reproject_since(conn, municipality, now)
+        except ProfileConflict:
+            raise HTTPException(
+                status_code=status.HTTP_409_CONFLICT,
+                detail="other changes of this profile kept coming first; send the change again",
+            ) from None
+        # ... and applied here at once (the worker meets it later and finds it applied)
+        with engine.begin() as conn:
+            projection.apply(conn, [stored])
             changes = load_profile_changes(conn, [municipality])
         return _profile_doc(
             ProfileTimeline(changes, projection.settings.caseload_target), changes, municipality

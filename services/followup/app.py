@@ -13,6 +13,7 @@ from services.followup.api import followup_router
 from services.followup.checkpoint import WalCheckpointer
 from services.followup.config import Settings
 from services.followup.metrics import overdue_collector
+from services.followup.profiles import event_store_for
 from services.followup.projection import FollowupProjection
 from services.followup.tables import metadata as followup_metadata
 from shared import observability
@@ -27,7 +28,9 @@ The follow-up projection keeps every child's events and derives each case's phas
 (with history), underretninger, investigations, measures, waiting lists and every deadline of
 Barnets Lov that applies (spec section 4), evaluated at any moment with `at`. Municipal follow-up
 cadences (Herning's by default) and the caseload target are set per municipality by the `chef`
-(`/profiles/{municipality}`), each change kept with who and when."""
+(`/profiles/{municipality}`), each change kept with who and when: a change is a
+`CadenceProfileChanged` event in the shared log, so every service (the weekly reports too) and every
+rebuild of this one knows it."""
 
 
 def all_metadata() -> list[MetaData]:
@@ -48,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.auto_create_tables:
         create_tables(engine)
     projection = FollowupProjection(settings)
+    # the shared event log (intake's database): `PUT /profiles` appends its change there
+    same_db = settings.event_store_url == settings.own_database_url
+    store_engine = engine if same_db else make_engine(settings.event_store_url)
     # SQLite: the log is checkpointed by a thread of its own, not in requests' commits
     sqlite_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
     checkpointer = WalCheckpointer(engine) if sqlite_file else None
@@ -73,11 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 checkpointer.stop()
             ops.close()
             engine.dispose()
+            if store_engine is not engine:
+                store_engine.dispose()
 
     app = FastAPI(title="Follow-up", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.projection = projection
+    app.state.store_engine = store_engine
+    app.state.event_store = event_store_for(settings.transport, settings.kafka_topic)
     app.state.checkpointer = checkpointer
     app.state.worker = None
 

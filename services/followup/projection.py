@@ -16,6 +16,15 @@ in a bulk rebuild that is handed the log rows, from the log's own texts (`event_
 writes every event and every derived row once, so these are its hot paths. A bulk rebuild (deferred
 mode) also drops the secondary indexes no rebuild can fill in order (`REBUILD_INDEXES`) and `flush`
 builds them once at the end (`reset`, `restore_indexes`).
+
+Municipality streams (`municipality-{m}`, shared.events.catalogue): a `CadenceProfileChanged` is
+not a child's event. `apply` records it in `fu_profiles` (once per event id: a second delivery, or
+the worker meeting an event that `PUT /profiles` applied already, changes nothing) and re-derives
+every child of the municipality with an event at or after its `occurred_at` (`streams_since`: the
+profile is looked up at the moments of a child's events, so other children cannot change). That
+gives the same rows whether the change arrives before or after the children's events. It is never
+stored in `fu_events` (whose every stream is a child). A bulk rebuild gets them first, through
+`apply` (shared.messaging.runner), so the children are derived with every profile known.
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from services.followup.bulkwrite import InstantEncoder, insert_many, instant_encoder, sqlite_instant
@@ -51,7 +62,7 @@ from shared.casework.deadlines import DEADLINE_LABELS_DA
 from shared.casework.isotext import isoformat, sqlite_utc_text_of
 from shared.casework.model import ChildPicture
 from shared.casework.views import ISO, case_summary
-from shared.events.catalogue import EventPayload
+from shared.events.catalogue import CadenceProfileChanged, EventPayload
 from shared.events.envelope import EventEnvelope
 from shared.eventstore import store as _store
 
@@ -69,7 +80,8 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 def load_profile_changes(
     conn: Connection, municipalities: Iterable[str] | None = None
 ) -> list[ProfileChange]:
-    stmt = select(fu_profiles).order_by(fu_profiles.c.changed_at, fu_profiles.c.id)
+    # changes at the same instant: by event id (time-ordered ids), not by arrival
+    stmt = select(fu_profiles).order_by(fu_profiles.c.changed_at, fu_profiles.c.event_id, fu_profiles.c.id)
     if municipalities is not None:
         stmt = stmt.where(fu_profiles.c.municipality.in_(sorted(set(municipalities))))
     return [
@@ -84,17 +96,46 @@ def load_profile_changes(
     ]
 
 
-def record_profile_change(conn: Connection, change: ProfileChange) -> None:
-    conn.execute(
-        insert(fu_profiles),
-        {
-            "municipality": change.municipality,
-            "changed_at": as_utc(change.changed_at),
-            "changed_by": change.changed_by,
-            "profile": json.dumps(change.profile.to_json(), sort_keys=True),
-            "caseload_target": change.caseload_target,
-        },
+def record_profile_change(conn: Connection, change: ProfileChange, event_id: str | None = None) -> bool:
+    """Add a change to `fu_profiles`; with the id of the event it comes from, only once per event.
+    Returns whether a row was added."""
+    row = {
+        "municipality": change.municipality,
+        "changed_at": as_utc(change.changed_at),
+        "changed_by": change.changed_by,
+        "profile": json.dumps(change.profile.to_json(), sort_keys=True),
+        "caseload_target": change.caseload_target,
+        "event_id": event_id,
+    }
+    if event_id is None:
+        conn.execute(insert(fu_profiles), row)
+        return True
+    insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert_fn(fu_profiles).on_conflict_do_nothing(index_elements=["event_id"])
+    return conn.execute(stmt.returning(fu_profiles.c.id), row).first() is not None
+
+
+def profile_change_of(env: EventEnvelope) -> ProfileChange:
+    """The change a `CadenceProfileChanged` event makes, in force from its `occurred_at`."""
+    payload = env.payload
+    if not isinstance(payload, CadenceProfileChanged):
+        raise TypeError(f"not a profile change: {env.type}")
+    return ProfileChange(
+        municipality=env.municipality,
+        changed_at=as_utc(env.occurred_at),
+        changed_by=payload.changed_by,
+        profile=CadenceProfile.from_json(payload.profile),
+        caseload_target=payload.caseload_target,
     )
+
+
+CHILD_STREAM_PREFIX = "child-"
+
+
+def is_child_event(env: EventEnvelope) -> bool:
+    """Whether the event is one of a child's (stream `child-{m}-{child}`), the only ones that are
+    stored in `fu_events` and derived into cases and deadlines."""
+    return env.stream_id.startswith(CHILD_STREAM_PREFIX)
 
 
 # --------------------------------------------------------------------------- the projection
@@ -105,7 +146,8 @@ class FollowupProjection:
 
     name = "followup"
     metadata = metadata
-    # every derived row belongs to one child (profiles are only read): replay may run in processes
+    # every derived row belongs to one child: replay may run in processes (the runner applies the
+    # profile changes, which are not a child's, before they start)
     parallel_rebuild = True
 
     def __init__(self, settings: Settings | None = None, *, deferred: bool = False) -> None:
@@ -117,7 +159,7 @@ class FollowupProjection:
     def apply(self, conn: Connection, events: Sequence[EventEnvelope]) -> None:
         if not events:
             return
-        batch = {env.event_id: env for env in events}
+        batch = {env.event_id: env for env in events if is_child_event(env)}
         known: set[str] = set()
         for chunk in _chunks(list(batch)):
             known.update(
@@ -127,12 +169,26 @@ class FollowupProjection:
         rows = [_event_row(env, instant) for eid, env in batch.items() if eid not in known]
         insert_many(conn, fu_events, EVENT_COLUMNS, rows)
         touched = {env.stream_id for env in batch.values()}
+        # after the batch's child events are stored: the children a profile change re-derives
+        # include those of this batch at or after its moment
+        touched |= self._apply_profile_changes(conn, events)
         if self.deferred:
             self._mark_dirty(conn, touched)
             return
         backlog = self._backlog(conn, CHUNK)
         self.reproject(conn, touched | set(backlog))
         self._clear_dirty(conn, [*backlog, *touched] if backlog else [])
+
+    def _apply_profile_changes(self, conn: Connection, events: Sequence[EventEnvelope]) -> set[str]:
+        """Record the batch's profile changes not recorded before; the children they re-derive.
+        (Other events of non-child streams mean nothing to follow-up: skipped.)"""
+        affected: set[str] = set()
+        for env in events:
+            if isinstance(env.payload, CadenceProfileChanged) and record_profile_change(
+                conn, profile_change_of(env), env.event_id
+            ):
+                affected.update(self.streams_since(conn, env.municipality, env.occurred_at))
+        return affected
 
     uses_log_rows = True
     """`prepare_children` takes the log rows of the events too (their stored texts: `event_rows`)."""
@@ -156,8 +212,9 @@ class FollowupProjection:
             for envs, rows in zip(
                 children, log_rows if log_rows is not None else [None] * len(children), strict=True
             )
-            if envs
+            if envs and is_child_event(envs[0])
         ]
+        others = [env for envs in children for env in envs if envs and not is_child_event(envs[0])]
         with engine.connect() as conn:
             lookup = self.timeline(conn, {envs[0].municipality for envs, _ in pairs}).lookup()
         instant = instant_encoder(engine.dialect)
@@ -168,20 +225,28 @@ class FollowupProjection:
         derived = self._derived_rows(engine.dialect, lookup, sorted(by_stream), by_stream)
         # a team's deadlines near each other (a worklist reads them in this order)
         derived.deadlines.sort(key=_team_and_due)
-        return PreparedChildren(events, derived)
+        return PreparedChildren(events, derived, others)
 
     def rebuild_children(
         self, conn: Connection, children: Sequence[Sequence[EventEnvelope]] | PreparedChildren
     ) -> None:
         """Bulk replay (shared.messaging.runner.bulk_replay) into a reset projection: each entry is
         the complete set of one child's events, none of them stored yet (or what `prepare_children`
-        made of them). Stores them and derives each child once, the same rows `apply` would give."""
+        made of them). Stores them and derives each child once, the same rows `apply` would give.
+        The runner hands over child streams only (it applies the others first); an entry of another
+        stream (a municipality's profile change) is applied after the children are written, as
+        `apply` does it (re-deriving, or in deferred mode marking, the children it changes)."""
         if not isinstance(children, PreparedChildren):
-            children = [envs for envs in children if envs]
-            lookup = self.timeline(conn, {envs[0].municipality for envs in children}).lookup()
-            children = self._prepared(conn.dialect, lookup, children)
+            entries = [envs for envs in children if envs]
+            others = [env for envs in entries if not is_child_event(envs[0]) for env in envs]
+            entries = [envs for envs in entries if is_child_event(envs[0])]
+            lookup = self.timeline(conn, {envs[0].municipality for envs in entries}).lookup()
+            children = self._prepared(conn.dialect, lookup, entries)
+            children.others = others
         insert_many(conn, fu_events, EVENT_COLUMNS, children.events)
         _write_rows(conn, children.derived)
+        if children.others:
+            self.apply(conn, children.others)
 
     def _prepared(
         self, dialect: Dialect, lookup: ProfileLookup, children: list[Sequence[EventEnvelope]]
@@ -234,11 +299,14 @@ class FollowupProjection:
             conn.execute(delete(fu_dirty).where(fu_dirty.c.stream_id.in_(chunk)))
 
     def reset(self, conn: Connection) -> None:
-        """Empty the derived tables. In deferred mode (a replay, which ends with `flush`) also drop
-        their secondary indexes until the rows are in, and mark that in `fu_dirty`: `flush`, or the
-        next ordinary `apply` if the replay stops early, builds them again."""
+        """Empty the derived tables, and the profile changes that came from events (the replay
+        records them again; those made before profile changes were events are kept). In deferred
+        mode (a replay, which ends with `flush`) also drop the derived tables' secondary indexes
+        until the rows are in, and mark that in `fu_dirty`: `flush`, or the next ordinary `apply`
+        if the replay stops early, builds them again."""
         for table in reversed(DERIVED_TABLES):
             conn.execute(delete(table))
+        conn.execute(delete(fu_profiles).where(fu_profiles.c.event_id.is_not(None)))
         if self.deferred:
             for index in REBUILD_INDEXES:
                 conn.execute(DropIndex(index, if_exists=True))
@@ -312,12 +380,18 @@ class FollowupProjection:
     def reproject_since(self, conn: Connection, municipality: str, since: datetime) -> int:
         """Re-derive every child of `municipality` with an event at or after `since` (a profile
         change applies to deadlines started from its moment on)."""
+        return self.reproject(conn, self.streams_since(conn, municipality, since))
+
+    @staticmethod
+    def streams_since(conn: Connection, municipality: str, since: datetime) -> list[str]:
+        """The children of `municipality` with an event at or after `since`: those whose rows a
+        profile change in force from `since` can change (profiles are looked up at event moments)."""
         stmt = (
             select(fu_events.c.stream_id)
             .where(fu_events.c.municipality == municipality, fu_events.c.occurred_at >= as_utc(since))
             .distinct()
         )
-        return self.reproject(conn, list(conn.execute(stmt).scalars()))
+        return list(conn.execute(stmt).scalars())
 
 
 _first = itemgetter(0)
@@ -347,10 +421,12 @@ class DerivedRows:
 
 @dataclass(slots=True)
 class PreparedChildren:
-    """What `prepare_children` computed for a page of children: rows ready for the driver."""
+    """What `prepare_children` computed for a page of children: rows ready for the driver; `others`
+    the events of the page that are not a child's (applied by `rebuild_children` after the rows)."""
 
     events: list[tuple[Any, ...]]
     derived: DerivedRows
+    others: list[EventEnvelope] = field(default_factory=list)
 
 
 def _write_rows(conn: Connection, rows: DerivedRows) -> None:

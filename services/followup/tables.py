@@ -131,7 +131,11 @@ fu_profiles = Table(
     Column("changed_by", String(200), nullable=False),
     Column("profile", Text, nullable=False),  # CadenceProfile.to_json() after the change
     Column("caseload_target", Integer, nullable=False),
+    # the `CadenceProfileChanged` event the row comes from (derived: a replay makes it again); None
+    # on a row written before profile changes were events (kept by a replay)
+    Column("event_id", String(64)),
     Index("ix_fu_profiles_municipality_changed", "municipality", "changed_at"),
+    Index("ux_fu_profiles_event_id", "event_id", unique=True),
 )
 
 fu_dirty = Table(
@@ -143,8 +147,9 @@ fu_dirty = Table(
 )
 
 DERIVED_TABLES = (fu_events, fu_cases, fu_deadlines, fu_assignments, fu_dirty)
-"""What `reset` empties. `fu_profiles` is configuration made by people, not derived from events:
-a replay keeps it."""
+"""What `reset` empties, whole. Of `fu_profiles` it empties the rows that came from events (those
+with an `event_id`: the replay makes them again from the log's `CadenceProfileChanged`); rows of
+older versions, made before profile changes were events, are not in the log and are kept."""
 
 REBUILD_INDEXES: tuple[Index, ...] = tuple(
     index

@@ -11,10 +11,18 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine
 
-from services.ledelsesinfo import store
+from services.ledelsesinfo import profiles, store
 from services.ledelsesinfo.config import Settings
 from services.ledelsesinfo.domain.figures import COUNT_BASED, FIGURES, MONTHLY_IDS, Kind
-from services.ledelsesinfo.domain.periods import MONTH, WEEK, BadPeriod, month_index, parse_month, week_index
+from services.ledelsesinfo.domain.periods import (
+    MONTH,
+    WEEK,
+    BadPeriod,
+    month_index,
+    parse_month,
+    week_end,
+    week_index,
+)
 from services.ledelsesinfo.export import to_csv, to_xlsx
 from services.ledelsesinfo.reports import (
     Cell,
@@ -88,6 +96,13 @@ def _render(report: Report, fmt: str) -> Any:
     return report_json(report)
 
 
+def caseload_target(conn: Connection, settings: Settings, municipality: str, end: datetime) -> int:
+    """The caseload target in force at the end of a period (`end`, exclusive): the municipality's
+    latest `CadenceProfileChanged` before it, else the settings' target (domain.md §5)."""
+    target = profiles.target_before(conn, municipality, end)
+    return settings.target_for(municipality) if target is None else target
+
+
 def build_monthly(conn: Connection, municipality: str, month: str, team_id: str | None,
                   now: datetime) -> Report:
     scope = store.Scope(team_id)
@@ -118,9 +133,10 @@ def get_weekly(
         scope = store.Scope(team_id, caseworker_id)
         points = store.read_points(conn, municipality, WEEK, [index], scope)
         state = store.read_state(conn, municipality, WEEK, index, scope)
+        target = caseload_target(conn, settings, municipality, week_end(week))
     report = weekly_report(
         municipality=municipality, week=week, team_id=team_id, caseworker_id=caseworker_id, points=points,
-        state=state, generated_at=_now(request), caseload_target=settings.target_for(municipality),
+        state=state, generated_at=_now(request), caseload_target=target,
     )
     if principal.role == "udvalg":
         report = suppress(report)

@@ -8,6 +8,11 @@ integer sums of the children's contributions, the end state is the same whatever
 or the batching; a late record (a DUBU backfill) simply changes the child's contributions in the
 past periods it touches.
 
+Children are derived with the cadence profile in force at each of their events: the municipalities'
+stored `CadenceProfileChanged` events (services/ledelsesinfo/profiles.py), else the projection's own
+`profile_lookup`. A new change re-derives every child of its municipality with an event at or after
+it (subtract the old contributions, add the new, as for a late record); see `apply`.
+
 rebuild_children() (bulk replay into a reset projection) adds a whole page of children into one
 mapping per municipality and writes the sums: the same tables, row for row, as `apply`. Driven by
 the runner (`start_rebuild` .. `finish_rebuild`), the sums of a municipality are held across pages
@@ -47,10 +52,19 @@ from services.ledelsesinfo.domain.contributions import (
 )
 from services.ledelsesinfo.domain.fenwick import node_sums
 from services.ledelsesinfo.domain.periods import PeriodKind
+from services.ledelsesinfo.profiles import (
+    StoredChange,
+    change_of,
+    epoch_us,
+    insert_changes,
+    is_child_stream,
+    load_changes,
+    lookup_of,
+)
 from shared.casework.cadence import ProfileLookup, default_lookup
 from shared.casework.child import project_child
 from shared.casework.rules import DefaultRules, RuleSettings
-from shared.events.catalogue import decode_payload_json
+from shared.events.catalogue import CadenceProfileChanged, decode_payload_json
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import LogRow
 
@@ -163,12 +177,15 @@ class PreparedChildren:
     (`flushed`)."""
 
     events: list[tuple[str, str, str, str]]
-    child_rows: list[tuple[str, str]]
+    child_rows: list[tuple[str, str, int]]  # stream, municipality, last_at
     deltas: Deltas
     docs: list[tuple[Group, str]]
     held: Deltas = field(default_factory=dict)
     flushed: list[str] = field(default_factory=list)
     final: bool = False  # the rebuild's last work: holding ends with its commit
+    children: list[Sequence[EventEnvelope]] = field(default_factory=list)  # the page's children
+    changes: list[StoredChange] = field(default_factory=list)  # the profile changes they were derived with
+    others: list[EventEnvelope] = field(default_factory=list)  # events of non-child streams: to `apply`
 
 
 def _event_row(e: EventEnvelope) -> tuple[str, str, str, str]:
@@ -186,11 +203,27 @@ def _insert_event_rows(conn: Connection, rows: list[tuple[str, str, str, str]]) 
                            f"VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (event_id) DO NOTHING", rows)
 
 
-def _insert_children(conn: Connection, rows: list[tuple[str, str]]) -> None:
+def _insert_children(conn: Connection, rows: list[tuple[str, str, int]]) -> None:
+    """Insert or update child rows (stream, municipality, last_at over ALL the child's events)."""
     if rows:
         m = _mark(conn)
-        _executemany(conn, f"INSERT INTO {tables.children.name} (stream_id, municipality) VALUES ({m}, {m}) "
-                           "ON CONFLICT (stream_id) DO NOTHING", sorted(rows))
+        _executemany(conn, f"INSERT INTO {tables.children.name} (stream_id, municipality, last_at) "
+                           f"VALUES ({m}, {m}, {m}) "
+                           "ON CONFLICT (stream_id) DO UPDATE SET last_at = excluded.last_at", sorted(rows))
+
+
+def _last_at(events: Iterable[EventEnvelope]) -> int:
+    """The latest occurred_at of a child's events, UTC epoch microseconds."""
+    return epoch_us(max([e.occurred_at for e in events]))
+
+
+def _children_since(conn: Connection, municipality: str, since_us: int) -> list[str]:
+    """The children of a municipality with an event at or after `since_us` (a row from before
+    `last_at` was kept counts as such: re-deriving a child the change does not touch adds 0)."""
+    m = _mark(conn)
+    sql = (f"SELECT stream_id FROM {tables.children.name} WHERE municipality = {m} "
+           f"AND (last_at IS NULL OR last_at >= {m})")
+    return [r[0] for r in conn.exec_driver_sql(sql, (municipality, since_us))]
 
 
 def _has_rows(conn: Connection, table: str, municipality: str) -> bool:
@@ -220,36 +253,72 @@ class LedelsesinfoProjection:
     # --- Projection protocol ---------------------------------------------------------------
 
     def apply(self, conn: Connection, events: Sequence[EventEnvelope]) -> None:
+        """Store the new events; re-derive every child that gained events, and, for a new cadence
+        profile change, every child of its municipality with an event at or after the change (the
+        rule of follow-up's `reproject_since`): add (contributions now - contributions before) to
+        the buckets. "Before" is the child's stored events under the stored changes, "now" all its
+        events under the stored and the new changes, so the sums stay those of every child's events
+        under every change, whatever the arrival order. A child whose events all came before the
+        change is left alone: the engine asks for the profile only at its events' instants, so its
+        contributions do not change."""
         if not events:
             return
         batch: dict[str, dict[str, EventEnvelope]] = defaultdict(dict)  # stream -> event id -> event
+        offered: dict[str, StoredChange] = {}
         for e in events:
-            batch[e.stream_id].setdefault(e.event_id, e)
+            if is_child_stream(e.stream_id):
+                batch[e.stream_id].setdefault(e.event_id, e)
+            elif isinstance(e.payload, CadenceProfileChanged) and e.event_id not in offered:
+                offered[e.event_id] = change_of(e)
+            # any other event outside a child stream adds no figures
+        municipalities = {next(iter(es.values())).municipality for es in batch.values()}
+        municipalities.update(c.change.municipality for c in offered.values())
+        stored_changes = load_changes(conn, municipalities)
+        known = {c.event_id for c in stored_changes}
+        fresh = [c for c in offered.values() if c.event_id not in known]  # a redelivery changes nothing
+        before_lookup = lookup_of(stored_changes, self.profile_lookup)
+        after_lookup = lookup_of([*stored_changes, *fresh], self.profile_lookup) if fresh else before_lookup
+        rederive: set[str] = set()
+        if fresh:
+            if conn.dialect.name == "postgresql":  # see rebuild_children: a page checks under this lock
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            insert_changes(conn, fresh)
+            since: dict[str, int] = {}
+            for c in fresh:
+                m = c.change.municipality
+                since[m] = min(since.get(m, c.changed_us), c.changed_us)
+            for m, us in sorted(since.items()):
+                rederive.update(_children_since(conn, m, us))
         deltas: Deltas = {}
-        for chunk in _chunks(sorted(batch)):
+        rules = self.rules
+        for chunk in _chunks(sorted(batch.keys() | rederive)):
             stored = self._load_events(conn, chunk)
             new_events: list[EventEnvelope] = []
-            new_children: list[tuple[str, str]] = []
+            child_rows: list[tuple[str, str, int]] = []
             for stream in chunk:
-                old_events = list(stored.get(stream, {}).values())
-                added = [e for eid, e in batch[stream].items() if eid not in stored.get(stream, {})]
-                if not added:
+                have = stored.get(stream, {})
+                added = [e for eid, e in batch[stream].items() if eid not in have] if stream in batch else []
+                if not added and stream not in rederive:
                     continue  # redelivered events: the child's set, and so its figures, are unchanged
-                new_events.extend(added)
-                municipality = added[0].municipality
+                old_events = list(have.values())
+                every = [*old_events, *added]
+                if not every:
+                    continue
+                municipality = every[0].municipality
                 data = deltas.get(municipality)
                 if data is None:
                     data = deltas[municipality] = defaultdict(int)
                 if old_events:
                     before: defaultdict[Bucket, int] = defaultdict(int)
-                    add_contributions(project_child(old_events, self.profile_lookup, self.rules), before)
+                    add_contributions(project_child(old_events, before_lookup, rules), before)
                     for k, v in before.items():
                         data[k] -= v
-                else:
-                    new_children.append((stream, municipality))
-                add_contributions(project_child([*old_events, *added], self.profile_lookup, self.rules), data)
+                add_contributions(project_child(every, after_lookup, rules), data)
+                if added:
+                    new_events.extend(added)
+                    child_rows.append((stream, municipality, _last_at(every)))
             _insert_events(conn, new_events)
-            _insert_children(conn, new_children)
+            _insert_children(conn, child_rows)
         _write_packed(conn, deltas)
 
     def prepare_children(
@@ -262,35 +331,59 @@ class LedelsesinfoProjection:
         writing transaction (so replay processes overlap on SQLite's single writer): the encoded
         events (from the log's own texts when the runner hands over `log_rows`, the children's
         rows beside their events), the child rows and the packed entries of the page's summed
-        contributions. Within a bulk rebuild (`start_rebuild`) the sums of the page's last
+        contributions, derived under the stored cadence profile changes of the page's
+        municipalities (read once per page, in a short transaction of its own). Within a bulk
+        rebuild (`start_rebuild`) the sums of the page's last
         municipality are held for the next page (its children go on there when the log is read in
         stream order), and those held before are written with this page once their municipality
         is done (or too big to hold): a municipality's packed rows are then written once, not
-        read, added to and written again page after page."""
+        read, added to and written again page after page. Events of other streams than children
+        (`municipality-...`) are left to `apply`, which `rebuild_children` calls with them."""
+        municipalities = {envs[0].municipality for envs in children
+                          if envs and is_child_stream(envs[0].stream_id)}
+        with engine.connect() as conn:
+            changes = load_changes(conn, municipalities)
+        return self._prepare(children, log_rows, changes)
+
+    def _prepare(
+        self,
+        children: Sequence[Sequence[EventEnvelope]],
+        log_rows: Sequence[Sequence[LogRow]] | None,
+        changes: list[StoredChange],
+    ) -> PreparedChildren:
         deltas: Deltas = {}
-        child_rows: list[tuple[str, str]] = []
+        child_rows: list[tuple[str, str, int]] = []
         events: list[tuple[str, str, str, str]] = []
-        lookup, rules = self.profile_lookup, self.rules
+        kids: list[Sequence[EventEnvelope]] = []
+        others: list[EventEnvelope] = []
+        lookup, rules = lookup_of(changes, self.profile_lookup), self.rules
         for i, envs in enumerate(children):
             if not envs:
                 continue
             first = envs[0]
+            if not is_child_stream(first.stream_id):
+                others.extend(envs)
+                continue
             municipality = first.municipality
             data = deltas.get(municipality)
             if data is None:
                 data = deltas[municipality] = defaultdict(int)
             add_contributions(project_child(envs, lookup, rules), data)
-            child_rows.append((first.stream_id, municipality))
+            kids.append(envs)
+            child_rows.append((first.stream_id, municipality, _last_at(envs)))
             if log_rows is not None:
                 events.extend([(e.event_id, e.stream_id, e.municipality, encode_log_row(row, e))
                                for row, e in zip(log_rows[i], envs, strict=True)])
             else:
                 events.extend([_event_row(e) for e in envs])
         if self._held is None:
-            return PreparedChildren(events, child_rows, deltas, _packed_docs(deltas))
-        return self._hold(events, child_rows, deltas, child_rows[-1][1] if child_rows else None)
+            prepared = PreparedChildren(events, child_rows, deltas, _packed_docs(deltas))
+        else:
+            prepared = self._hold(events, child_rows, deltas, child_rows[-1][1] if child_rows else None)
+        prepared.children, prepared.changes, prepared.others = kids, changes, others
+        return prepared
 
-    def _hold(self, events: list[tuple[str, str, str, str]], child_rows: list[tuple[str, str]],
+    def _hold(self, events: list[tuple[str, str, str, str]], child_rows: list[tuple[str, str, int]],
               deltas: Deltas, going_on: str | None) -> PreparedChildren:
         """Split a page's sums (with those held from earlier pages) into what to write now and what
         to hold: only the municipality that may go on (`going_on`) is held, while it stays small.
@@ -356,11 +449,44 @@ class LedelsesinfoProjection:
         rows as `apply`. The packed rows are read, added to and written under the writer lock, so
         processes rebuilding different children at once (`parallel_rebuild`) lose no update.
         Outside `start_rebuild` .. `finish_rebuild` every page's sums are written with the page."""
-        prepared = children if isinstance(children, PreparedChildren) else self.prepare_children(
-            conn.engine, children)
+        if isinstance(children, PreparedChildren):
+            prepared = children
+        else:
+            municipalities = {envs[0].municipality for envs in children
+                              if envs and is_child_stream(envs[0].stream_id)}
+            prepared = self._prepare(children, None, load_changes(conn, municipalities))
         _insert_event_rows(conn, prepared.events)
         _insert_children(conn, prepared.child_rows)
         _write_packed(conn, prepared.deltas, prepared.docs)
+        if prepared.children:
+            self._correct_for_new_changes(conn, prepared)
+        if prepared.others:
+            self.apply(conn, prepared.others)
+
+    def _correct_for_new_changes(self, conn: Connection, prepared: PreparedChildren) -> None:
+        """A profile change stored (by `apply`) after the page was prepared, but before its children
+        were stored, did not re-derive them: add (contributions under the changes now - under those
+        the page was derived with). Checked under the writer lock, which `apply` takes before it
+        looks for the children of a new change, so one of the two always sees the other. (The
+        runner applies the changes before the children's pages: then there is nothing to do.)"""
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+        current = load_changes(conn, {envs[0].municipality for envs in prepared.children})
+        if [c.event_id for c in current] == [c.event_id for c in prepared.changes]:
+            return
+        before_lookup = lookup_of(prepared.changes, self.profile_lookup)
+        after_lookup = lookup_of(current, self.profile_lookup)
+        deltas: Deltas = {}
+        for envs in prepared.children:
+            data = deltas.get(envs[0].municipality)
+            if data is None:
+                data = deltas[envs[0].municipality] = defaultdict(int)
+            before: defaultdict[Bucket, int] = defaultdict(int)
+            add_contributions(project_child(envs, before_lookup, self.rules), before)
+            for k, v in before.items():
+                data[k] -= v
+            add_contributions(project_child(envs, after_lookup, self.rules), data)
+        _write_packed(conn, deltas)
 
     def reset(self, conn: Connection) -> None:
         for table in tables.DERIVED:

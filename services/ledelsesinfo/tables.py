@@ -2,7 +2,12 @@
 
 - `ledelsesinfo_events`: every event of every child (the projection's own copy, so a child can be
   recomputed from the set of its events without the event store); `doc` is projection.encode_event.
-- `ledelsesinfo_children`: the children seen, per municipality.
+- `ledelsesinfo_children`: the children seen, per municipality, with the latest `occurred_at` of their
+  events (`last_at`, UTC epoch microseconds; NULL in rows from before the column): a cadence profile
+  change re-derives the children with an event at or after it.
+- `ledelsesinfo_profile_changes`: the municipalities' `CadenceProfileChanged` events (stream
+  `municipality-{m}`, not children), one row per event id; children are derived with the profile in
+  force at each event (shared.casework.cadence `ProfileTimeline`), reports take the caseload target.
 - `ledelsesinfo_packed`: the buckets, one row per (municipality, kind, team, caseworker, mode,
   position): the point buckets of a period, the Fenwick nodes of the state buckets.
 - `ledelsesinfo_population`: children per municipality and year (loaded data, not derived: a replay
@@ -13,7 +18,7 @@ caseworker.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -32,7 +37,22 @@ children = Table(
     metadata,
     Column("stream_id", String(200), primary_key=True),
     Column("municipality", String(3), nullable=False),
-    Index("ix_ledelsesinfo_children_municipality", "municipality"),
+    Column("last_at", BigInteger, nullable=True),
+    Index("ix_ledelsesinfo_children_last_at", "municipality", "last_at"),
+)
+
+# Instants are UTC epoch microseconds (integers compare and sort the same on every backend).
+profile_changes = Table(
+    "ledelsesinfo_profile_changes",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("municipality", String(3), nullable=False),
+    Column("changed_at", BigInteger, nullable=False),  # the envelope's occurred_at: in force from then
+    Column("recorded_at", BigInteger, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("caseload_target", Integer, nullable=False),
+    Column("profile", Text, nullable=False),  # CadenceProfile.to_json() as JSON text
+    Index("ix_ledelsesinfo_profile_changes_municipality", "municipality", "changed_at"),
 )
 
 
@@ -61,4 +81,4 @@ population = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-DERIVED = (events, children, packed)
+DERIVED = (events, children, packed, profile_changes)

@@ -264,3 +264,32 @@ class CaseClosed(EventPayload):
 
 
 RECORD_TYPES: tuple[str, ...] = event_types()
+
+
+# --- events that are not records ----------------------------------------------------------------
+# Appended by a service itself, never accepted by intake (RECORD_TYPES above is the sixteen).
+
+
+def stream_id_for_municipality(municipality: str) -> str:
+    """The stream of a municipality's own settings (its cadence profile and caseload target).
+
+    Not a child stream (`child-...`): consumers that handle children apply these first in a bulk
+    replay (shared.messaging.runner) and otherwise take them in whatever order they arrive."""
+    return f"municipality-{municipality}"
+
+
+@event("CadenceProfileChanged", version=1)
+class CadenceProfileChanged(EventPayload):
+    """The `chef` changed the municipality's follow-up cadence profile and/or caseload target
+    (follow-up's `PUT /profiles/{municipality}`). In force from the envelope's `occurred_at` on.
+
+    `profile` is the whole profile in force from then on (`CadenceProfile.to_json()` of
+    shared.casework.cadence), `caseload_target` the whole target (spec section 5), `changed_by`
+    the `sub` of the person who made the change."""
+
+    profile: dict[str, Any]
+    caseload_target: int
+    changed_by: str
+
+
+NON_RECORD_TYPES: tuple[str, ...] = tuple(t for t in event_types() if t not in RECORD_TYPES)

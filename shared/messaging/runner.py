@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[bool], Source]
 
 
+DRAIN_UNASSIGNED_SECONDS = 10.0
+"""`drain` reopens a Kafka consumer left this long without partitions of a topic that has them."""
+
+
 class ProjectionWorker:
     def __init__(
         self,
@@ -80,8 +84,9 @@ class ProjectionWorker:
         self.lag_seconds: float | None = None
         self.lag_interval = 1.0
         self._lag_read_at = float("-inf")
-        # a source that reports events behind it but hands none over for this long is reopened (a
-        # Kafka client that lost its way after a broker restart); counted in `reconnects`
+        # a source that reports events behind it but hands none over, or a Kafka consumer left with
+        # no partitions of a topic that has them, for this long is reopened (`_partitions_unassigned`);
+        # counted in `reconnects`
         self.stall_seconds = 60.0
         self.reconnects = 0
         self._last_recorded_at: datetime | None = None
@@ -259,6 +264,7 @@ class ProjectionWorker:
         """Process until the source has nothing new for `idle_polls` polls in a row."""
         total, idle = 0, 0
         deadline = time.monotonic() + timeout
+        assigned_at = time.monotonic()
         while time.monotonic() < deadline:
             n = self.step()
             total += n
@@ -266,8 +272,15 @@ class ProjectionWorker:
                 idle = 0
                 continue
             source = self.source()
-            if isinstance(source, KafkaSource) and source.assigned_end_lag() != 0:
-                continue  # not assigned yet, or messages not yet fetched
+            if isinstance(source, KafkaSource):
+                lag, now = source.assigned_end_lag(), time.monotonic()
+                if lag is not None:
+                    assigned_at = now
+                elif now - assigned_at >= DRAIN_UNASSIGNED_SECONDS and self._partitions_unassigned():
+                    self._reopen_stalled("no partitions assigned while the topic has them", now - assigned_at)
+                    assigned_at = now
+                if lag != 0:
+                    continue  # not assigned yet, or messages not yet fetched
             idle += 1
             if idle >= idle_polls:
                 self.refresh_lag()
@@ -276,7 +289,7 @@ class ProjectionWorker:
 
     def run(self) -> None:
         backoff = 0.2
-        progress_at = time.monotonic()
+        progress_at = assigned_at = time.monotonic()
         while not self._stop.is_set():
             try:
                 if self.step() == 0:
@@ -289,23 +302,38 @@ class ProjectionWorker:
                 if not self.lag_events:
                     progress_at = now
                 elif now - progress_at >= self.stall_seconds:
-                    self._reopen_stalled(now - progress_at)
+                    behind = f"{self.lag_events} events behind and none handed over"
+                    self._reopen_stalled(behind, now - progress_at)
                     progress_at = now
+                if self.assigned:
+                    assigned_at = now
+                elif now - assigned_at >= self.stall_seconds and self._partitions_unassigned():
+                    self._reopen_stalled("no partitions assigned while the topic has them", now - assigned_at)
+                    assigned_at = progress_at = now
                 backoff = 0.2
             except Exception as exc:  # database or broker trouble: back off and try again
                 self.last_error = repr(exc)
                 log.warning("projection %s: step failed: %r", self.projection.name, exc)
                 self._reset_source()
-                progress_at = time.monotonic()  # a new source: its stall clock starts now
+                progress_at = assigned_at = time.monotonic()  # a new source: its stall clocks start now
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._reset_source()
 
-    def _reopen_stalled(self, idle: float) -> None:
+    def _partitions_unassigned(self) -> bool:
+        """A Kafka consumer in its group with no partitions although the topic has some: what
+        kafka-python 3.0 leaves when the group's assignment ran while the topic's partitions were
+        not in its metadata yet (a topic just created, a broker just restarted; "No partition
+        metadata" in the log) and never revisits, as its metadata snapshot then looks unchanged.
+        (A spare replica of a worker, more of them than partitions, also has none: it rejoins the
+        group once a `stall_seconds`.)"""
+        source = self._source
+        return isinstance(source, KafkaSource) and source.topic_has_partitions()
+
+    def _reopen_stalled(self, why: str, idle: float) -> None:
         log.warning(
-            "projection %s: %s events behind and none handed over for %.0fs: reopening the source",
-            self.projection.name, self.lag_events, idle,
-        )  # fmt: skip
+            "projection %s: %s for %.0fs: reopening the source", self.projection.name, why, idle
+        )
         self.reconnects += 1
         self.lag_events = None
         self._reset_source()
@@ -391,7 +419,8 @@ def replay(
     """Rebuild a projection from the beginning of the log (the worker must not be running).
 
     On the SQL transport, a projection with `rebuild_children` is rebuilt child by child
-    (`bulk_replay`), by `workers` processes at once (default: the `replay_workers` setting) when
+    (`bulk_replay`: the events of streams that are not a child's first, through the ordinary
+    path, then the children), by `workers` processes at once (default: the `replay_workers` setting) when
     the projection declares `parallel_rebuild` (its rows are per child, so processes working on
     different children never touch the same row); otherwise, and for what the log gained
     meanwhile, the ordinary runner drains.
@@ -414,6 +443,11 @@ def replay(
 
 REBUILD_PAGE = 20_000
 
+CHILD_STREAM_PREFIX = "child-"
+"""Streams of this prefix are a child's each (`child-{municipality}-{child}`): a bulk rebuild hands
+them to `rebuild_children` whole. Every other stream (a municipality's settings,
+`municipality-{m}`) is applied before them, event by event through `apply`."""
+
 
 def bulk_replay(
     worker: ProjectionWorker,
@@ -422,6 +456,7 @@ def bulk_replay(
     head: int | None = None,
     streams: tuple[str | None, str | None] = (None, None),
     checkpoint: bool = True,
+    others_first: bool = True,
 ) -> int:
     """Rebuild an empty (reset) projection from the SQL log up to its head, whole children at a time.
 
@@ -447,9 +482,21 @@ def bulk_replay(
       pages and write them once.
     `streams` = (first, end) limits the rebuild to stream ids first <= id < end (either open), and
     `checkpoint=False` leaves the checkpoint to the caller (`parallel_bulk_replay`).
+
+    Streams that are not a child's (not `CHILD_STREAM_PREFIX`: a municipality's cadence profile
+    and caseload target) come first, whatever `streams` says: the log's (stream, version) order
+    would put `municipality-...` after every `child-...`, but the children must be derived with
+    them known. So, with `others_first` (the default), every event of those streams up to the head
+    is applied through the ordinary path before the first page, in log order and in one
+    transaction: `worker._handle` (processed-event rows, dead letters and all) calling the
+    projection's `apply`, which decides what they mean. The pages then cover child streams only.
+    `others_first=False`: the caller did that already (`parallel_bulk_replay`, once for all its
+    processes).
     """
     with _few_collections():
-        return _bulk_replay(worker, page, head=head, streams=streams, checkpoint=checkpoint)
+        return _bulk_replay(
+            worker, page, head=head, streams=streams, checkpoint=checkpoint, others_first=others_first
+        )
 
 
 @contextmanager
@@ -487,12 +534,13 @@ def _log_page(
     streams: tuple[str | None, str | None],
     page: int,
 ) -> list[LogRow]:
-    """The next `page` log rows (positions <= head) after the (stream, version) `after`, in (stream,
-    version) order, as driver tuples of `LOG_COLUMNS`."""
+    """The next `page` log rows of child streams (positions <= head) after the (stream, version)
+    `after`, in (stream, version) order, as driver tuples of `LOG_COLUMNS`."""
     first, end = streams
     m = "?" if store_engine.dialect.name == "sqlite" else "%s"
-    where = [f"position <= {m}"]
-    params: list[object] = [head]
+    # a prefix test by substr, not LIKE or a range: exact on every collation and case
+    where = [f"position <= {m}", f"substr(stream_id, 1, {len(CHILD_STREAM_PREFIX)}) = {m}"]
+    params: list[object] = [head, CHILD_STREAM_PREFIX]
     if after is not None:
         where.append(f"(stream_id, version) > ({m}, {m})")
         params.extend(after)
@@ -516,6 +564,38 @@ def _log_page(
             cursor.close()
 
 
+def _other_streams(store_engine: Engine, head: int) -> list[LogRow]:
+    """The log rows (positions <= head) of the streams that are not a child's, in log order."""
+    m = "?" if store_engine.dialect.name == "sqlite" else "%s"
+    sql = (
+        f"SELECT {', '.join(LOG_COLUMNS)} FROM {log_events.name} WHERE position <= {m} "
+        f"AND substr(stream_id, 1, {len(CHILD_STREAM_PREFIX)}) <> {m} ORDER BY position"
+    )
+    with store_engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, (head, CHILD_STREAM_PREFIX))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+
+def apply_other_streams(worker: ProjectionWorker, head: int) -> int:
+    """Apply every event (positions <= head) of the streams that are not a child's through the
+    ordinary path: `worker._handle` in one transaction (deduplication by event id, processed-event
+    rows, dead letters), i.e. the projection's `apply`. Writes no checkpoint (the rebuild's last
+    page does). Returns how many events were handed over."""
+    rows = _other_streams(worker.store_engine, head)
+    if not rows:
+        return 0
+    source = SqlLogSource(worker.store_engine, worker.projection.name, len(rows))
+    worker._pending_dead_letters.clear()
+    with worker.engine.begin() as conn:
+        worker._handle(conn, source, Batch([_item(_decoded(row)) for row in rows]))
+    worker._publish_dead_letters(source)
+    return len(rows)
+
+
 def _bulk_replay(
     worker: ProjectionWorker,
     page: int,
@@ -523,15 +603,16 @@ def _bulk_replay(
     head: int | None,
     streams: tuple[str | None, str | None],
     checkpoint: bool,
+    others_first: bool,
 ) -> int:
     projection = worker.projection
     source = SqlLogSource(worker.store_engine, projection.name, page)
     if head is None:
         head = log_head(worker.store_engine)
+    total = apply_other_streams(worker, head) if others_first else 0
     start = getattr(projection, "start_rebuild", None)
     if start is not None:
         start()
-    total = 0
     after: tuple[str, int] | None = None
     carry: list[Decoded] = []
     while True:
@@ -576,19 +657,20 @@ def log_head(store_engine: Engine) -> int:
 
 
 def stream_boundaries(store_engine: Engine, head: int, parts: int) -> list[str]:
-    """Stream ids that cut the log (up to `head`) into `parts` runs of about equal event counts;
-    a child's events all fall in one run, since the cuts are stream ids."""
+    """Stream ids that cut the child streams of the log (up to `head`) into `parts` runs of about
+    equal event counts; a child's events all fall in one run, since the cuts are stream ids."""
+    child = func.substr(log_events.c.stream_id, 1, len(CHILD_STREAM_PREFIX)) == CHILD_STREAM_PREFIX
     with store_engine.connect() as conn:
         count = int(
             conn.execute(
-                select(func.count()).select_from(log_events).where(log_events.c.position <= head)
+                select(func.count()).select_from(log_events).where(log_events.c.position <= head, child)
             ).scalar_one()
         )
         cuts: list[str] = []
         for k in range(1, parts):
             stmt = (
                 select(log_events.c.stream_id)
-                .where(log_events.c.position <= head)
+                .where(log_events.c.position <= head, child)
                 .order_by(log_events.c.stream_id, log_events.c.version)
                 .offset(count * k // parts)
                 .limit(1)
@@ -602,9 +684,12 @@ def stream_boundaries(store_engine: Engine, head: int, parts: int) -> list[str]:
 def parallel_bulk_replay(worker: ProjectionWorker, processes: int, page: int = REBUILD_PAGE) -> int:
     """`bulk_replay` by several processes, each over its own run of children (forked: the parent's
     connections are not reused by a child), then the checkpoint at the head. Only for projections
-    whose rows belong to one child each (`parallel_rebuild`). A failed process fails the replay
+    whose rows belong to one child each (`parallel_rebuild`). The events of streams that are not a
+    child's are applied once, by the parent, before the processes start (`apply_other_streams`),
+    so every process derives its children with them known. A failed process fails the replay
     (run it again: replay starts by resetting the projection)."""
     head = log_head(worker.store_engine)
+    others = apply_other_streams(worker, head)
     cuts = stream_boundaries(worker.store_engine, head, processes)
     runs: list[tuple[str | None, str | None]] = list(zip([None, *cuts], [*cuts, None], strict=True))
     worker.engine.dispose()
@@ -617,7 +702,9 @@ def parallel_bulk_replay(worker: ProjectionWorker, processes: int, page: int = R
     ]
     for proc in procs:
         proc.start()
-    total = bulk_replay(worker, page, head=head, streams=runs[0], checkpoint=False)
+    total = others + bulk_replay(
+        worker, page, head=head, streams=runs[0], checkpoint=False, others_first=False
+    )
     for proc in procs:
         proc.join()
     failed = [p.exitcode for p in procs if p.exitcode != 0]
@@ -641,7 +728,7 @@ def _replay_run(
 ) -> None:
     worker.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
     worker.store_engine.dispose(close=False)
-    results.put(bulk_replay(worker, page, head=head, streams=streams, checkpoint=False))
+    results.put(bulk_replay(worker, page, head=head, streams=streams, checkpoint=False, others_first=False))
 
 
 def _rebuild_page(worker: ProjectionWorker, source: SqlLogSource, entries: list[Decoded]) -> None:

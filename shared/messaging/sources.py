@@ -256,6 +256,11 @@ class KafkaSource:
         ends = self.consumer.end_offsets(list(assigned))
         return sum(max(0, ends[tp] - self.consumer.position(tp)) for tp in assigned)
 
+    def topic_has_partitions(self) -> bool:
+        """The topic's partitions are in this client's metadata (so an empty assignment is not for
+        want of partitions)."""
+        return bool(self.consumer.partitions_for_topic(self.topic))
+
     def lag(self) -> int:
         lag = self.assigned_end_lag()
         return 0 if lag is None else lag

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from services.followup.app import create_app, create_tables
 from services.followup.config import Settings
 from shared.audit import audit_log
+from shared.eventstore.schema import metadata as store_metadata
 from tests.followup.scenarios import all_streams
 
 SECRET = "followup-test-secret"
@@ -30,6 +31,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     )
     app = create_app(settings)
     create_tables(app.state.engine)
+    store_metadata.create_all(app.state.store_engine)  # the shared log (intake migrates it)
     with app.state.engine.begin() as conn:
         app.state.projection.apply(conn, [env for s in all_streams() for env in s.events])
     with TestClient(app) as c:

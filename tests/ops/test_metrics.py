@@ -189,6 +189,7 @@ def test_projection_lag_goes_to_zero_when_the_workers_have_drained(stack: Stack)
         assert values(samples, "projection_lag_seconds", projection=name) == [0]
         assert values(samples, "projection_retries_total", projection=name) == [0]
         assert values(samples, "projection_dead_lettered_total", projection=name) == [0]
+        assert values(samples, "projection_source_reopened_total", projection=name) == [0]
         assert values(samples, "projection_dead_letters", projection=name) == [0]
 
     # more records: the in-process worker's lag shows them until it drains again

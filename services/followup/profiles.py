@@ -1,0 +1,134 @@
+"""A `chef`'s change of the cadence profile / caseload target as an event in the shared log.
+
+`PUT /profiles/{municipality}` does not write follow-up's own table first: it appends one
+`CadenceProfileChanged` (the WHOLE profile and target in force from then on) to the municipality's
+stream `municipality-{m}` of the event store intake writes, the same way intake appends a record's
+event (`EventStore.append` with the stream's expected version, the outbox row in the same
+transaction when the transport is Kafka, so intake's relay publishes it). Every consumer (follow-up's
+own worker, ledelsesinfo) then learns it from the log; follow-up also applies it to its own tables
+at once (`FollowupProjection.apply`, idempotent by event id) so the answer of the PUT, and a GET right
+after it, show it.
+
+A partial change (only some fields, or only the target) is completed from what is in force now: the
+stream's newest event, or (before the first event) follow-up's own profile timeline, which also
+holds changes made before profile changes were events. Two changes at once: the loser's append
+meets the winner's version (ConcurrencyError); it reads again and retries, a few times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine
+
+from shared.casework.cadence import CadenceProfile
+from shared.events.catalogue import CadenceProfileChanged, stream_id_for_municipality
+from shared.events.envelope import EventEnvelope
+from shared.eventstore.store import ConcurrencyError, EventStore, new_event_id
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class ProfileConflict(Exception):
+    """Other changes of the same municipality's profile kept winning; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class InForce:
+    """The profile and caseload target in force now, which a partial change completes."""
+
+    profile: CadenceProfile
+    caseload_target: int
+
+
+Complete = Callable[[InForce], InForce]
+"""The change: what is in force now -> what is in force after it (may raise a validation error)."""
+
+
+def event_store_for(transport: str, kafka_topic: str) -> EventStore:
+    """The store as intake sets it up: an outbox row per event on Kafka; on the SQL log, appends in
+    position order (the projections tail it by position)."""
+    return EventStore(
+        outbox_topic=kafka_topic if transport == "kafka" else None,
+        serialize_appends=(transport == "sql"),
+    )
+
+
+def profile_event(
+    municipality: str,
+    version: int,
+    after: InForce,
+    changed_by: str,
+    at: datetime,
+    correlation_id: str | None = None,
+) -> EventEnvelope:
+    """The `CadenceProfileChanged` event (version `version` of the municipality's stream)."""
+    return EventEnvelope(
+        event_id=new_event_id(),
+        stream_id=stream_id_for_municipality(municipality),
+        version=version,
+        municipality=municipality,
+        record_id=f"profile-{new_event_id()}",
+        occurred_at=at,
+        recorded_at=at,
+        correlation_id=correlation_id or new_event_id(),
+        payload=CadenceProfileChanged(
+            profile=after.profile.to_json(),
+            caseload_target=after.caseload_target,
+            changed_by=changed_by,
+        ),
+    )
+
+
+def append_profile_change(
+    store_engine: Engine,
+    store: EventStore,
+    municipality: str,
+    changed_by: str,
+    complete: Complete,
+    local: Callable[[datetime], InForce],
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    correlation_id: str | None = None,
+) -> EventEnvelope:
+    """Append the change to the log (committed on return); returns the stored event.
+
+    `local(now)` is what follow-up's own tables say is in force (used before the stream's first
+    event). Raises `ProfileConflict` after MAX_ATTEMPTS lost races, and whatever `complete`
+    raises for a change that is not valid (nothing written)."""
+    stream_id = stream_id_for_municipality(municipality)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with store_engine.begin() as conn:
+                now = clock()
+                version = store.stream_version(conn, stream_id)
+                current = _newest(store, conn, stream_id) if version else None
+                after = complete(current or local(now))
+                env = profile_event(municipality, version + 1, after, changed_by, now, correlation_id)
+                data = env.data_json()
+                return store.append(
+                    conn,
+                    [env],
+                    expected_version=version,
+                    content_hash=hashlib.sha256(data.encode()).hexdigest(),
+                )[0]
+        except ConcurrencyError:
+            log.info("followup: a concurrent profile change, retrying", extra={"attempt": attempt})
+    raise ProfileConflict(municipality)
+
+
+def _newest(store: EventStore, conn: Connection, stream_id: str) -> InForce | None:
+    """What the stream's newest profile change put in force."""
+    events = store.read_stream(conn, stream_id)
+    for env in reversed(events):
+        payload = env.payload
+        if isinstance(payload, CadenceProfileChanged):
+            return InForce(CadenceProfile.from_json(payload.profile), payload.caseload_target)
+    return None
+
