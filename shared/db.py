@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -19,6 +20,23 @@ from sqlalchemy.exc import (
 def is_sqlite(engine_or_url: Engine | str) -> bool:
     url = engine_or_url if isinstance(engine_or_url, str) else str(engine_or_url.url)
     return url.startswith("sqlite")
+
+
+def param_mark(dialect: Dialect) -> str:
+    """The DBAPI's positional parameter mark for hand-written SQL sent with `exec_driver_sql`: `?`
+    (sqlite3, `qmark`) or `%s` (psycopg, `format`/`pyformat`); the two drivers this project runs on."""
+    if dialect.paramstyle == "qmark":
+        return "?"
+    if dialect.paramstyle in ("format", "pyformat"):
+        return "%s"
+    raise ValueError(f"no positional parameter mark for paramstyle {dialect.paramstyle!r}")
+
+
+def executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]], chunk: int = 5000) -> None:
+    """`sql` (with `param_mark` marks) for every row, in the connection's transaction, straight
+    through the driver's executemany, `chunk` rows per call (bounded memory for the driver)."""
+    for start in range(0, len(rows), chunk):
+        conn.exec_driver_sql(sql, list(rows[start : start + chunk]))
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

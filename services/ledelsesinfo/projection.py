@@ -64,6 +64,7 @@ from services.ledelsesinfo.profiles import (
 from shared.casework.cadence import ProfileLookup, default_lookup
 from shared.casework.child import project_child
 from shared.casework.rules import DefaultRules, RuleSettings
+from shared.db import executemany, param_mark
 from shared.events.catalogue import CadenceProfileChanged, decode_payload_json
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.store import LogRow
@@ -160,12 +161,11 @@ def decode_event(stream_id: str, municipality: str, doc: str) -> EventEnvelope:
 
 
 def _mark(conn: Connection) -> str:
-    return "?" if conn.dialect.name == "sqlite" else "%s"
+    return param_mark(conn.dialect)
 
 
 def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    for chunk in _chunks(rows, WRITE_CHUNK):
-        conn.exec_driver_sql(sql, list(chunk))
+    executemany(conn, sql, rows, WRITE_CHUNK)
 
 
 @dataclass(slots=True)

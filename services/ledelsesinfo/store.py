@@ -20,6 +20,7 @@ from services.ledelsesinfo import tables
 from services.ledelsesinfo.domain.contributions import POINT, STATE
 from services.ledelsesinfo.domain.fenwick import prefix_nodes
 from services.ledelsesinfo.domain.periods import PeriodKind
+from shared.db import param_mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ def _scope_sql(conn: Connection, municipality: str, kind: PeriodKind, scope: Sco
 
 
 def _mark(conn: Connection) -> str:
-    return "?" if conn.dialect.name == "sqlite" else "%s"
+    return param_mark(conn.dialect)
 
 
 def _read(conn: Connection, municipality: str, kind: PeriodKind, mode: str, positions: Sequence[int],

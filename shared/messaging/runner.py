@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.config import ServiceSettings
-from shared.db import is_transient, make_engine
+from shared.db import is_transient, make_engine, param_mark
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.schema import events as log_events
 from shared.eventstore.store import LOG_COLUMNS, LogRow, log_row_to_envelope
@@ -537,7 +537,7 @@ def _log_page(
     """The next `page` log rows of child streams (positions <= head) after the (stream, version)
     `after`, in (stream, version) order, as driver tuples of `LOG_COLUMNS`."""
     first, end = streams
-    m = "?" if store_engine.dialect.name == "sqlite" else "%s"
+    m = param_mark(store_engine.dialect)
     # a prefix test by substr, not LIKE or a range: exact on every collation and case
     where = [f"position <= {m}", f"substr(stream_id, 1, {len(CHILD_STREAM_PREFIX)}) = {m}"]
     params: list[object] = [head, CHILD_STREAM_PREFIX]
@@ -566,7 +566,7 @@ def _log_page(
 
 def _other_streams(store_engine: Engine, head: int) -> list[LogRow]:
     """The log rows (positions <= head) of the streams that are not a child's, in log order."""
-    m = "?" if store_engine.dialect.name == "sqlite" else "%s"
+    m = param_mark(store_engine.dialect)
     sql = (
         f"SELECT {', '.join(LOG_COLUMNS)} FROM {log_events.name} WHERE position <= {m} "
         f"AND substr(stream_id, 1, {len(CHILD_STREAM_PREFIX)}) <> {m} ORDER BY position"
