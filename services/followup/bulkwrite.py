@@ -22,6 +22,7 @@ from sqlalchemy.engine import Dialect
 from shared.audit import audit_log
 from shared.auth import Principal
 from shared.casework.isotext import sqlite_utc_text
+from shared.db import param_mark
 
 InstantEncoder = Callable[[datetime | None], Any]
 
@@ -65,11 +66,9 @@ def instant_encoder(dialect: Dialect, *, memo: bool = False) -> InstantEncoder:
 
 @lru_cache(maxsize=64)
 def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> str | None:
-    if dialect.paramstyle == "qmark":
-        mark = "?"
-    elif dialect.paramstyle in ("format", "pyformat"):
-        mark = "%s"
-    else:
+    try:
+        mark = param_mark(dialect)
+    except ValueError:
         return None
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)

@@ -61,7 +61,7 @@ from shared.casework.child import project_child
 from shared.casework.deadlines import DEADLINE_LABELS_DA
 from shared.casework.isotext import isoformat, sqlite_utc_text_of
 from shared.casework.model import ChildPicture
-from shared.casework.views import ISO, case_summary
+from shared.casework.views import ISO
 from shared.events.catalogue import CadenceProfileChanged, EventPayload
 from shared.events.envelope import EventEnvelope
 from shared.eventstore import store as _store
@@ -448,7 +448,6 @@ CASE_COLUMNS = (
     "opened_at",
     "closed_at",
     "caseworker_changes",
-    "detail",
 )
 ASSIGNMENT_COLUMNS = (
     "municipality",
@@ -599,9 +598,6 @@ def _log_positions(columns: Sequence[str] | None) -> tuple[int, ...] | None:
 _LOG = _log_positions(getattr(_store, "LOG_COLUMNS", None))
 
 
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
 class _Json(dict[str | None, str]):
     """JSON of a string or None (`null`), each distinct value encoded once (ids repeat a lot)."""
 
@@ -635,15 +631,14 @@ def _rows_of(
     """The picture's rows of `fu_cases`, `fu_deadlines` and `fu_assignments` (as tuples in the order
     of CASE_COLUMNS, DEADLINE_COLUMNS and ASSIGNMENT_COLUMNS).
 
-    A case's `detail` is `case_view(picture, case_id)` as compact JSON, and a deadline's `doc` is
-    `deadline_doc` of its fields (both checked against those in tests/followup); each deadline's
-    members are put together once and serve both: its `doc`, and its document in its case's
-    `detail` (`deadline_view` with the case's caseworker)."""
+    A deadline's `doc` is `deadline_doc` of its fields and its `settled` the moment-dependent
+    members of `deadline_view` once every known fact has happened (both checked in tests/followup).
+    A case row carries no document: GET /cases/{case_id} recomputes the case from the child's
+    events (it answers for any `at`)."""
     muni, stream_id, child_id = picture.municipality, picture.stream_id, picture.child_id
     cases = picture.cases
     q = _Json()
     child_json = q[child_id]
-    in_case: dict[str, list[str]] = {}
     holders: dict[str | None, tuple[Any, ...]] = {}  # case id -> what its deadlines take from it
     for d in picture.deadlines:
         case_id = d.case_id
@@ -653,8 +648,8 @@ def _rows_of(
             last = holder.assignments[-1] if holder is not None and holder.assignments else None
             caseworker_id = last.caseworker_id if last is not None else None
             since = instant(last.assigned_at) if last is not None else None
-            holding = holders[case_id] = (holder, caseworker_id, since, q[case_id], q[caseworker_id])
-        holder, caseworker_id, since, case_json, caseworker_json = holding
+            holding = holders[case_id] = (caseworker_id, since, q[case_id], q[caseworker_id])
+        caseworker_id, since, case_json, caseworker_json = holding
         starts_at, due, met_at, ended_at = d.starts_at, d.due, d.met_at, d.ended_at
         kind = d.deadline
         head = (
@@ -688,16 +683,9 @@ def _rows_of(
                 settled,
             )
         )
-        if holder is not None:  # in its case's detail (case_id is a key of `cases`), whose
-            # deadlines show the case's caseworker: the same as `settled`'s
-            in_case.setdefault(case_id, []).append(  # type: ignore[arg-type]
-                f'{{{head}{settled},"team_id":{team_json}}}'
-            )
     for case in cases.values():
         case_id, team_id = case.case_id, case.team_id
         opened_at, closed_at = instant(case.opened_at), instant(case.closed_at)
-        summary = case_summary(picture, case_id)  # case_view(picture, case_id) but its deadlines
-        detail = f'{_compact(summary)[:-1]},"deadlines":[{",".join(in_case.get(case_id, ()))}]}}'
         case_rows.append(
             (
                 muni,
@@ -707,11 +695,10 @@ def _rows_of(
                 team_id,
                 case.caseworker_id,
                 case.status,
-                summary["phase"],  # picture.final_phase(case_id)
+                picture.final_phase(case_id),
                 opened_at,
                 closed_at,
                 case.caseworker_changes,
-                detail,
             )
         )
         assignments = case.assignments

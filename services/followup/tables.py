@@ -52,7 +52,6 @@ fu_cases = Table(
     Column("opened_at", Instant),
     Column("closed_at", Instant),
     Column("caseworker_changes", Integer, nullable=False),
-    Column("detail", Text, nullable=False),  # case_view(picture, case_id) as JSON
     Index("ix_fu_cases_municipality_case", "municipality", "case_id"),
 )
 

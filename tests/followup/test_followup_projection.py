@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from services.followup.projection import FollowupProjection, record_profile_chan
 from services.followup.tables import fu_assignments, fu_cases, fu_deadlines, fu_events
 from shared.casework.cadence import CadenceProfile, ProfileChange
 from shared.casework.calendar import Period
+from shared.casework.views import case_view
 from shared.db import make_engine
 from shared.events.envelope import EventEnvelope
 from tests.followup.followup_factory import Stream, local
@@ -73,9 +73,18 @@ def test_ordered_apply_fills_the_tables(tmp_path: Path) -> None:
             "indsats",
         )
         assert case.caseworker_changes == 1
-        detail = json.loads(case.detail)
-        assert detail["running_measures"][0]["measure_id"] == "I-3001"
-        assert [h["caseworker_id"] for h in detail["caseworker_history"]] == ["sr-anna", "sr-bo"]
+        assert "detail" not in case._fields  # GET /cases recomputes the case from its events
+        history = conn.execute(
+            select(fu_assignments.c.caseworker_id)
+            .where(fu_assignments.c.stream_id == case.stream_id, fu_assignments.c.case_id == "S-2001")
+            .order_by(fu_assignments.c.valid_from)
+        ).scalars()
+        assert list(history) == ["sr-anna", "sr-bo"]
+        picture = FollowupProjection().picture(conn, case.stream_id)
+        assert picture is not None
+        view = case_view(picture, "S-2001")
+        assert view["running_measures"][0]["measure_id"] == "I-3001"
+        assert [h["caseworker_id"] for h in view["caseworker_history"]] == ["sr-anna", "sr-bo"]
         other = conn.execute(select(fu_cases).where(fu_cases.c.municipality == "167")).one()
         assert other.case_id == "S-3001" and other.child_id == "c-hvid"
         kinds = sorted(
