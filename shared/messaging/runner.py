@@ -555,10 +555,15 @@ def _log_page(
         f"SELECT {', '.join(LOG_COLUMNS)} FROM {log_events.name} WHERE {' AND '.join(where)} "
         f"ORDER BY stream_id, version LIMIT {m}"
     )
+    return _log_rows(store_engine, sql, tuple(params))
+
+
+def _log_rows(store_engine: Engine, sql: str, params: tuple[object, ...]) -> list[LogRow]:
+    """The rows of a SELECT of `LOG_COLUMNS`, straight from the driver (tuples, no Row objects)."""
     with store_engine.connect() as conn:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql, tuple(params))
+            cursor.execute(sql, params)
             return list(cursor.fetchall())
         finally:
             cursor.close()
@@ -571,13 +576,7 @@ def _other_streams(store_engine: Engine, head: int) -> list[LogRow]:
         f"SELECT {', '.join(LOG_COLUMNS)} FROM {log_events.name} WHERE position <= {m} "
         f"AND substr(stream_id, 1, {len(CHILD_STREAM_PREFIX)}) <> {m} ORDER BY position"
     )
-    with store_engine.connect() as conn:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql, (head, CHILD_STREAM_PREFIX))
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
+    return _log_rows(store_engine, sql, (head, CHILD_STREAM_PREFIX))
 
 
 def apply_other_streams(worker: ProjectionWorker, head: int) -> int:
