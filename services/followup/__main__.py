@@ -7,6 +7,10 @@
     python -m services.followup replay    rebuild the projection from the start of the event log
                                           (stop the worker first); profile changes come back from
                                           the log (those made before they were events are kept)
+    python -m services.followup publish-profiles
+                                          put the profile changes made before they were events into
+                                          the shared log (once; safe to run again), so ledelsesinfo
+                                          and a fresh follow-up database learn them too
 
 Settings come from the environment (services/followup/config.py).
 """
@@ -90,7 +94,29 @@ def cmd_replay(settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"migrate": cmd_migrate, "serve": cmd_serve, "work": cmd_work, "replay": cmd_replay}
+def cmd_publish_profiles(settings: Settings) -> int:
+    from services.followup.profiles import event_store_for, publish_earlier_changes
+    from shared.db import make_engine
+
+    engine = make_engine(settings.own_database_url)
+    store_engine = make_engine(settings.event_store_url)
+    try:
+        store = event_store_for(settings.transport, settings.kafka_topic)
+        count = publish_earlier_changes(engine, store_engine, store)
+    finally:
+        engine.dispose()
+        store_engine.dispose()
+    print(f"followup: published {count} earlier profile changes to the event log", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "migrate": cmd_migrate,
+    "serve": cmd_serve,
+    "work": cmd_work,
+    "replay": cmd_replay,
+    "publish-profiles": cmd_publish_profiles,
+}
 
 
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:

@@ -18,16 +18,20 @@ meets the winner's version (ConcurrencyError); it reads again and retries, a few
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select, update
 
+from services.followup.tables import fu_profiles
 from shared.casework.cadence import CadenceProfile
+from shared.casework.calendar import as_utc
 from shared.events.catalogue import CadenceProfileChanged, stream_id_for_municipality
 from shared.events.envelope import EventEnvelope
+from shared.eventstore.schema import events
 from shared.eventstore.store import ConcurrencyError, EventStore, new_event_id
 
 log = logging.getLogger(__name__)
@@ -132,3 +136,73 @@ def _newest(store: EventStore, conn: Connection, stream_id: str) -> InForce | No
             return InForce(CadenceProfile.from_json(payload.profile), payload.caseload_target)
     return None
 
+
+# --- changes made before profile changes were events ----------------------------------------------
+
+
+def publish_earlier_changes(
+    engine: Engine,
+    store_engine: Engine,
+    store: EventStore,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    """Put the profile changes follow-up recorded before they were events (`fu_profiles` rows with
+    no event id) into the shared log, so ledelsesinfo and a fresh follow-up database learn them too;
+    returns how many events were appended. Each event is in force from the row's `changed_at`.
+
+    Safe to run again and after a crash: first every such row gets its event id (one commit), then
+    every row whose event id the log lacks is appended under that id; follow-up's worker meets the
+    event and finds it applied (same event id), and from then on a replay makes the row from the log.
+    """
+    t = fu_profiles
+    with engine.begin() as conn:
+        legacy = conn.execute(
+            select(t.c.id).where(t.c.event_id.is_(None)).order_by(t.c.changed_at, t.c.id)
+        ).scalars().all()
+        for row_id in legacy:
+            conn.execute(update(t).where(t.c.id == row_id).values(event_id=new_event_id()))
+    with engine.connect() as conn:
+        rows = conn.execute(select(t).where(t.c.event_id.is_not(None)).order_by(t.c.changed_at, t.c.id)).all()
+    published = 0
+    for row in rows:
+        with store_engine.connect() as conn:
+            known = conn.execute(select(events.c.event_id).where(events.c.event_id == row.event_id)).first()
+        if known is not None:
+            continue
+        env = EventEnvelope(
+            event_id=row.event_id,
+            stream_id=stream_id_for_municipality(row.municipality),
+            version=0,  # set below
+            municipality=row.municipality,
+            record_id=f"profile-{row.event_id}",
+            occurred_at=as_utc(row.changed_at),
+            recorded_at=clock(),
+            correlation_id=new_event_id(),
+            payload=CadenceProfileChanged(
+                profile=json.loads(row.profile),
+                caseload_target=row.caseload_target,
+                changed_by=row.changed_by,
+            ),
+        )
+        _append_at_end(store_engine, store, env)
+        published += 1
+    return published
+
+
+def _append_at_end(store_engine: Engine, store: EventStore, env: EventEnvelope) -> None:
+    """Append `env` as the next version of its stream (retrying when another change came first)."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with store_engine.begin() as conn:
+                version = store.stream_version(conn, env.stream_id)
+                placed = replace(env, version=version + 1)
+                data = placed.data_json()
+                store.append(
+                    conn, [placed], expected_version=version,
+                    content_hash=hashlib.sha256(data.encode()).hexdigest(),
+                )  # fmt: skip
+                return
+        except ConcurrencyError:
+            log.info("followup: a concurrent profile change, retrying", extra={"attempt": attempt})
+    raise ProfileConflict(env.municipality)

@@ -418,3 +418,53 @@ def test_a_concurrent_change_is_retried_on_top_of_it(fresh_pg_url: str) -> None:
     assert changes[1].payload.profile == TIGHTER.to_json()  # type: ignore[attr-defined]
     other.dispose()
     engine.dispose()
+
+
+# --------------------------------------------------------------------------- publish-profiles
+
+
+def test_publish_profiles_puts_earlier_changes_into_the_log_once(tmp_path: Path) -> None:
+    """Given a change an older version recorded in follow-up only (no event id) and children in the
+    log, when `publish-profiles` runs, then the log holds it once as a `CadenceProfileChanged` in
+    force from its own moment, the row carries that event's id, the worker meeting it changes
+    nothing, a second run publishes nothing, and a replay from the log alone gives the same tables."""
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    store_engine = make_engine(store_url)
+    store_metadata.create_all(store_engine)
+    append_all(store_engine, child_events())
+    settings = Settings(
+        transport="sql", event_store_url=store_url, database_url=f"sqlite:///{tmp_path / 'fu.db'}",
+        run_worker=False, replay_workers=1,
+    )  # fmt: skip
+    worker = ProjectionWorker(FollowupProjection(settings), settings, store_engine=store_engine)
+    worker.ensure_schema()
+    at = local("2026-08-01 00:00")
+    with worker.engine.begin() as conn:
+        record_profile_change(conn, ProfileChange("657", at, "chef-old", TIGHTER, 9))
+        FollowupProjection(settings).reproject_since(conn, "657", at)
+    assert worker.drain() == len(child_events())
+    before = state(worker.engine)
+    assert before[1][0][-1] is None  # no event id yet
+
+    assert main(["publish-profiles"], settings) == 0
+    published = [e for e in log_of(store_engine) if e.type == "CadenceProfileChanged"]
+    assert len(published) == 1
+    env = published[0]
+    assert (env.stream_id, env.version, env.municipality) == ("municipality-657", 1, "657")
+    assert env.occurred_at == at
+    assert isinstance(env.payload, CadenceProfileChanged)
+    assert (env.payload.profile, env.payload.caseload_target, env.payload.changed_by) == (
+        TIGHTER.to_json(), 9, "chef-old",
+    )  # fmt: skip
+    after = state(worker.engine)
+    assert after[1][0][-1] == env.event_id and after[0] == before[0]
+
+    assert worker.drain() == 1  # the worker meets the event: already applied
+    assert state(worker.engine) == after
+    assert main(["publish-profiles"], settings) == 0  # nothing left to publish
+    assert [e.event_id for e in log_of(store_engine) if e.type == "CadenceProfileChanged"] == [env.event_id]
+    worker.stop()
+
+    assert replay(FollowupProjection(settings), settings) == len(child_events()) + 1
+    assert state(worker.engine) == after  # the row now comes back from the log
+    store_engine.dispose()
