@@ -107,14 +107,31 @@ def append_profile_change(
     event). Raises `ProfileConflict` after MAX_ATTEMPTS lost races, and whatever `complete`
     raises for a change that is not valid (nothing written)."""
     stream_id = stream_id_for_municipality(municipality)
+
+    def next_change(conn: Connection, version: int) -> EventEnvelope:
+        now = clock()
+        current = _newest(store, conn, stream_id) if version > 1 else None
+        after = complete(current or local(now))
+        return profile_event(municipality, version, after, changed_by, now, correlation_id)
+
+    return _append_next(store_engine, store, stream_id, municipality, next_change)
+
+
+def _append_next(
+    store_engine: Engine,
+    store: EventStore,
+    stream_id: str,
+    municipality: str,
+    make: Callable[[Connection, int], EventEnvelope],
+) -> EventEnvelope:
+    """Append `make(conn, version)`, the stream's next version, in one transaction (committed on
+    return); when another change took that version first, make it again on the new end, at most
+    MAX_ATTEMPTS times, then `ProfileConflict`. Returns the stored event."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with store_engine.begin() as conn:
-                now = clock()
                 version = store.stream_version(conn, stream_id)
-                current = _newest(store, conn, stream_id) if version else None
-                after = complete(current or local(now))
-                env = profile_event(municipality, version + 1, after, changed_by, now, correlation_id)
+                env = make(conn, version + 1)
                 data = env.data_json()
                 return store.append(
                     conn,
@@ -173,7 +190,7 @@ def publish_earlier_changes(
         env = EventEnvelope(
             event_id=row.event_id,
             stream_id=stream_id_for_municipality(row.municipality),
-            version=0,  # set below
+            version=0,  # the stream's next, when appended
             municipality=row.municipality,
             record_id=f"profile-{row.event_id}",
             occurred_at=as_utc(row.changed_at),
@@ -185,24 +202,11 @@ def publish_earlier_changes(
                 changed_by=row.changed_by,
             ),
         )
-        _append_at_end(store_engine, store, env)
+        _append_next(store_engine, store, env.stream_id, env.municipality, _at_next_version(env))
         published += 1
     return published
 
 
-def _append_at_end(store_engine: Engine, store: EventStore, env: EventEnvelope) -> None:
-    """Append `env` as the next version of its stream (retrying when another change came first)."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            with store_engine.begin() as conn:
-                version = store.stream_version(conn, env.stream_id)
-                placed = replace(env, version=version + 1)
-                data = placed.data_json()
-                store.append(
-                    conn, [placed], expected_version=version,
-                    content_hash=hashlib.sha256(data.encode()).hexdigest(),
-                )  # fmt: skip
-                return
-        except ConcurrencyError:
-            log.info("followup: a concurrent profile change, retrying", extra={"attempt": attempt})
-    raise ProfileConflict(env.municipality)
+def _at_next_version(env: EventEnvelope) -> Callable[[Connection, int], EventEnvelope]:
+    """`env` as the version `_append_next` gives it."""
+    return lambda _conn, version: replace(env, version=version)

@@ -55,7 +55,13 @@ from services.followup.tables import (
     fu_profiles,
     metadata,
 )
-from shared.casework.cadence import CadenceProfile, ProfileChange, ProfileLookup, ProfileTimeline
+from shared.casework.cadence import (
+    CadenceProfile,
+    ProfileChange,
+    ProfileLookup,
+    ProfileTimeline,
+    profile_change_of,
+)
 from shared.casework.calendar import as_utc
 from shared.casework.child import project_child
 from shared.casework.deadlines import DEADLINE_LABELS_DA
@@ -63,7 +69,7 @@ from shared.casework.isotext import isoformat, sqlite_utc_text_of
 from shared.casework.model import ChildPicture
 from shared.casework.views import ISO
 from shared.events.catalogue import CadenceProfileChanged, EventPayload
-from shared.events.envelope import EventEnvelope
+from shared.events.envelope import EventEnvelope, is_child_stream
 from shared.eventstore import store as _store
 
 CHUNK = 500
@@ -115,27 +121,10 @@ def record_profile_change(conn: Connection, change: ProfileChange, event_id: str
     return conn.execute(stmt.returning(fu_profiles.c.id), row).first() is not None
 
 
-def profile_change_of(env: EventEnvelope) -> ProfileChange:
-    """The change a `CadenceProfileChanged` event makes, in force from its `occurred_at`."""
-    payload = env.payload
-    if not isinstance(payload, CadenceProfileChanged):
-        raise TypeError(f"not a profile change: {env.type}")
-    return ProfileChange(
-        municipality=env.municipality,
-        changed_at=as_utc(env.occurred_at),
-        changed_by=payload.changed_by,
-        profile=CadenceProfile.from_json(payload.profile),
-        caseload_target=payload.caseload_target,
-    )
-
-
-CHILD_STREAM_PREFIX = "child-"
-
-
 def is_child_event(env: EventEnvelope) -> bool:
     """Whether the event is one of a child's (stream `child-{m}-{child}`), the only ones that are
     stored in `fu_events` and derived into cases and deadlines."""
-    return env.stream_id.startswith(CHILD_STREAM_PREFIX)
+    return is_child_stream(env.stream_id)
 
 
 # --------------------------------------------------------------------------- the projection

@@ -18,17 +18,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, insert, select
 
 from services.ledelsesinfo import tables
-from shared.casework.cadence import CadenceProfile, ProfileChange, ProfileLookup, ProfileTimeline
-from shared.events.catalogue import CadenceProfileChanged
+from shared.casework.cadence import (
+    CadenceProfile,
+    ProfileChange,
+    ProfileLookup,
+    ProfileTimeline,
+    profile_change_of,
+)
 from shared.events.envelope import EventEnvelope
 
-CHILD_STREAM_PREFIX = "child-"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-
-
-def is_child_stream(stream_id: str) -> bool:
-    return stream_id.startswith(CHILD_STREAM_PREFIX)
 
 
 def epoch_us(instant: datetime) -> int:
@@ -57,17 +57,7 @@ class StoredChange:
 
 def change_of(env: EventEnvelope) -> StoredChange:
     """The change a `CadenceProfileChanged` envelope makes (ValueError on a bad profile)."""
-    payload = env.payload
-    if not isinstance(payload, CadenceProfileChanged):
-        raise TypeError(f"not a CadenceProfileChanged: {env.type}")
-    change = ProfileChange(
-        municipality=env.municipality,
-        changed_at=env.occurred_at.astimezone(UTC),
-        changed_by=payload.changed_by,
-        profile=CadenceProfile.from_json(payload.profile),
-        caseload_target=int(payload.caseload_target),
-    )
-    return StoredChange(env.event_id, epoch_us(env.recorded_at), change)
+    return StoredChange(env.event_id, epoch_us(env.recorded_at), profile_change_of(env))
 
 
 def load_changes(conn: Connection, municipalities: Iterable[str] | None = None) -> list[StoredChange]:

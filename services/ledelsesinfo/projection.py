@@ -57,7 +57,6 @@ from services.ledelsesinfo.profiles import (
     change_of,
     epoch_us,
     insert_changes,
-    is_child_stream,
     load_changes,
     lookup_of,
 )
@@ -66,7 +65,7 @@ from shared.casework.child import project_child
 from shared.casework.rules import DefaultRules, RuleSettings
 from shared.db import executemany, param_mark
 from shared.events.catalogue import CadenceProfileChanged, decode_payload_json
-from shared.events.envelope import EventEnvelope
+from shared.events.envelope import EventEnvelope, is_child_stream
 from shared.eventstore.store import LogRow
 
 T = TypeVar("T")

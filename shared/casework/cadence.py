@@ -19,7 +19,9 @@ from datetime import date, datetime
 from typing import Any
 
 from shared.casework.calendar import Period, add_months, as_utc
+from shared.events.catalogue import CadenceProfileChanged
 from shared.events.codes import FOSTER_FAMILY_TYPES
+from shared.events.envelope import EventEnvelope
 
 LEGAL_FIRST_FOLLOW_UP = Period(3, "months")
 """§ 95: the first follow-up at the latest 3 months after the measure started."""
@@ -200,6 +202,21 @@ class ProfileChange:
     changed_by: str
     profile: CadenceProfile
     caseload_target: int
+
+
+def profile_change_of(env: EventEnvelope) -> ProfileChange:
+    """The change a `CadenceProfileChanged` event makes, in force from its `occurred_at` (both
+    projections read the event so). ValueError on a bad profile."""
+    payload = env.payload
+    if not isinstance(payload, CadenceProfileChanged):
+        raise TypeError(f"not a CadenceProfileChanged: {env.type}")
+    return ProfileChange(
+        municipality=env.municipality,
+        changed_at=as_utc(env.occurred_at),
+        changed_by=payload.changed_by,
+        profile=CadenceProfile.from_json(payload.profile),
+        caseload_target=payload.caseload_target,
+    )
 
 
 class ProfileTimeline:

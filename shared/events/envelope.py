@@ -10,10 +10,18 @@ from typing import Any
 
 from shared.events.catalogue import EventPayload, decode_payload
 
+CHILD_STREAM_PREFIX = "child-"
+"""Every child's stream starts so; the only other streams are a municipality's settings
+(`stream_id_for_municipality` in shared.events.catalogue)."""
+
 
 def stream_id_for_child(municipality: str, child_id: str) -> str:
     """Events are streamed per child: one child's underretninger and cases stay in order together."""
-    return f"child-{municipality}-{child_id}"
+    return f"{CHILD_STREAM_PREFIX}{municipality}-{child_id}"
+
+
+def is_child_stream(stream_id: str) -> bool:
+    return stream_id.startswith(CHILD_STREAM_PREFIX)
 
 
 def child_id_of_stream(stream_id: str) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.config import ServiceSettings
 from shared.db import is_transient, make_engine, param_mark
-from shared.events.envelope import EventEnvelope
+from shared.events.envelope import CHILD_STREAM_PREFIX, EventEnvelope
 from shared.eventstore.schema import events as log_events
 from shared.eventstore.store import LOG_COLUMNS, LogRow, log_row_to_envelope
 from shared.logs import correlation_id_var
@@ -443,10 +443,9 @@ def replay(
 
 REBUILD_PAGE = 20_000
 
-CHILD_STREAM_PREFIX = "child-"
-"""Streams of this prefix are a child's each (`child-{municipality}-{child}`): a bulk rebuild hands
-them to `rebuild_children` whole. Every other stream (a municipality's settings,
-`municipality-{m}`) is applied before them, event by event through `apply`."""
+# Streams of CHILD_STREAM_PREFIX are a child's each (`child-{municipality}-{child}`): a bulk rebuild
+# hands them to `rebuild_children` whole. Every other stream (a municipality's settings,
+# `municipality-{m}`) is applied before them, event by event through `apply`.
 
 
 def bulk_replay(
