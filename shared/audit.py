@@ -1,12 +1,14 @@
 """Audit log of reads of case-level data about a child (domain.md §8).
 
-Append-only: `write_audit` inserts rows in the caller's transaction; the only API on the log is the
-`chef`'s read by child (`audit_router`). Nothing updates or deletes entries.
+Append-only: `write_audit` inserts rows in the caller's transaction, `AuditWriter` commits the rows
+of concurrent reads together before their answers go out; the only API on the log is the `chef`'s
+read by child (`audit_router`). Nothing updates or deletes entries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,6 +29,8 @@ from sqlalchemy import (
 )
 
 from shared.auth import CurrentPrincipal, Principal, require_role
+from shared.casework.isotext import sqlite_utc_text
+from shared.db import executemany, param_mark, read_only, write_transaction
 
 audit_metadata = MetaData()
 
@@ -50,6 +54,43 @@ audit_log = Table(
 )
 
 
+AUDIT_COLUMNS = ("at", "sub", "role", "municipality", "child_id", "endpoint", "service")
+
+AuditRow = tuple[datetime, str, str, str, str, str, str]
+
+
+def audit_rows(
+    principal: Principal,
+    child_ids: Iterable[str],
+    endpoint: str,
+    service: str,
+    at: datetime | None = None,
+) -> list[AuditRow]:
+    """The entries (in the order of `AUDIT_COLUMNS`) that `principal` read data about each child:
+    one per distinct child id, all at `at` (default now), in the order of the log's index."""
+    when = at or datetime.now(UTC)
+    sub, role, municipality = principal.sub, principal.role, principal.municipality
+    return [(when, sub, role, municipality, child, endpoint, service) for child in sorted(set(child_ids))]
+
+
+def insert_audit_rows(conn: Connection, rows: Sequence[AuditRow]) -> None:
+    """INSERT `rows` in the caller's transaction, as positional tuples straight to the driver (a
+    worklist can name a thousand children); the instant is stored as SQLAlchemy's `DateTime` stores
+    it (naive UTC text on SQLite)."""
+    if not rows:
+        return
+    try:
+        mark = param_mark(conn.dialect)
+    except ValueError:  # another driver than the two this project runs on: the usual way
+        conn.execute(insert(audit_log), [dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in rows])
+        return
+    if conn.dialect.name == "sqlite":
+        rows = [(sqlite_utc_text(row[0]), *row[1:]) for row in rows]  # type: ignore[misc]
+    marks = ", ".join([mark] * len(AUDIT_COLUMNS))
+    sql = f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) VALUES ({marks})"
+    executemany(conn, sql, rows)
+
+
 def write_audit(
     conn: Connection,
     principal: Principal,
@@ -62,21 +103,69 @@ def write_audit(
     Runs in the caller's transaction (commit with the read, or not at all). `endpoint` is what was
     called, e.g. `"GET /cases/{case_id}"`; never put a CPR or a token in it.
     """
-    at = datetime.now(UTC)
-    rows = [
-        {
-            "at": at,
-            "sub": principal.sub,
-            "role": principal.role,
-            "municipality": principal.municipality,
-            "child_id": child_id,
-            "endpoint": endpoint,
-            "service": service,
-        }
-        for child_id in dict.fromkeys(child_ids)
-    ]
-    if rows:
-        conn.execute(insert(audit_log), rows)
+    insert_audit_rows(conn, audit_rows(principal, child_ids, endpoint, service))
+
+
+class _Pending:
+    __slots__ = ("rows", "done", "error")
+
+    def __init__(self, rows: list[AuditRow]) -> None:
+        self.rows = rows
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class AuditWriter:
+    """Commits the audit entries of concurrent requests together (group commit), for answers whose
+    data was read in a transaction of its own (a snapshot, `shared.db.read_only`).
+
+    `record` returns once the entries are committed and raises if they could not be, so an answer
+    never goes out unaudited. Of the requests waiting at a moment, one commits everything pending in
+    one transaction while the others wait on a condition here, instead of each taking the
+    database's write lock in turn (on SQLite every other writer would sleep in the busy handler).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._cond = threading.Condition()
+        self._pending: list[_Pending] = []
+        self._flushing = False
+        self.commits = 0  # transactions committed (for tests and metrics)
+
+    def record(
+        self, principal: Principal, child_ids: Iterable[str], endpoint: str, service: str
+    ) -> None:
+        rows = audit_rows(principal, child_ids, endpoint, service)
+        if not rows:
+            return
+        mine = _Pending(rows)
+        with self._cond:
+            self._pending.append(mine)
+            while not mine.done:
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                self._flushing = True
+                batch, self._pending = self._pending, []
+                self._cond.release()
+                error: BaseException | None = None
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # every waiter of this batch learns it
+                    error = exc
+                finally:
+                    self._cond.acquire()
+                    for entry in batch:
+                        entry.done, entry.error = True, error
+                    self._flushing = False
+                    self._cond.notify_all()
+        if mine.error is not None:
+            raise mine.error
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        with write_transaction(self.engine) as conn:
+            insert_audit_rows(conn, [row for entry in batch for row in entry.rows])
+        self.commits += 1
 
 
 def _utc(at: datetime) -> datetime:
@@ -126,7 +215,7 @@ def audit_router(service: str) -> APIRouter:
                 detail="this municipality is outside your credentials",
             )
         engine: Engine = request.app.state.engine
-        with engine.connect() as conn:
+        with read_only(engine).connect() as conn:
             entries = read_audit(conn, principal.municipality, child_id)
         return {
             "child_id": child_id,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if sa_url.get_backend_name() == "sqlite":
         if sa_url.database and sa_url.database != ":memory:":
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+        if "poolclass" not in kwargs and sa_url.database not in (None, "", ":memory:"):
+            # a connection per request thread (anyio's pool has 40) kept open: opening one costs
+            # its PRAGMAs, and the default 5 (+10 overflow, closed again at once) made concurrent
+            # requests open and close connections all the time
+            kwargs.setdefault("pool_size", 40)
+            kwargs.setdefault("max_overflow", 40)
         engine = create_engine(sa_url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -63,8 +72,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _sqlite_begin(conn: Connection) -> None:
+            # a reader's transaction is a WAL snapshot and takes no lock (see `read_only`)
+            reads_only = conn.get_execution_options().get(_READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
         return engine
     if sa_url.drivername in ("postgresql", "postgres"):
@@ -73,6 +84,50 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
     return create_engine(sa_url, pool_pre_ping=True, **kwargs)
+
+
+_READ_ONLY = "underretning_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (same pool) for transactions that only read.
+
+    SQLite: they begin with a plain (deferred) `BEGIN`, a WAL snapshot that takes no lock, instead
+    of the `BEGIN IMMEDIATE` every transaction of `make_engine` starts with, so a read never waits
+    for a writer nor holds one up. A statement that writes in such a transaction can fail with
+    `database is locked` at once (the snapshot cannot be upgraded): only read through it.
+    PostgreSQL: the same as `engine` (its readers never block writers).
+    """
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def writer_turn(engine: Engine) -> AbstractContextManager[object]:
+    """On SQLite, one writing transaction of this process at a time, queued on a lock.
+
+    SQLite has one writer per database anyway (`BEGIN IMMEDIATE`), and a writer that finds the
+    database locked waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... 100 ms between
+    looks: under concurrent requests (or a request beside the projection worker of the same
+    process) that sleep, not the work, sets the latency. A lock hands the turn over at once.
+    Writers of other processes on the same file still meet the busy handler. PostgreSQL: nothing.
+    """
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _SQLITE_WRITERS_GUARD:
+        lock = _SQLITE_WRITERS.get(engine)
+        if lock is None:
+            lock = _SQLITE_WRITERS[engine] = threading.Lock()
+    return lock
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, after waiting for this process's writer turn on SQLite (`writer_turn`)."""
+    with writer_turn(engine), engine.begin() as conn:
+        yield conn
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -19,11 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from services.followup.bulkwrite import write_audit_rows
 from services.followup.profiles import InForce, ProfileConflict, append_profile_change
 from services.followup.projection import FollowupProjection, load_profile_changes
 from services.followup.queries import caseload, find_case, worklist_json
-from shared.audit import write_audit
+from shared.audit import AuditWriter
 from shared.auth import (
     CurrentPrincipal,
     Principal,
@@ -36,6 +35,7 @@ from shared.casework.cadence import HERNING, ProfileChange, ProfileTimeline
 from shared.casework.calendar import TZ
 from shared.casework.deadlines import DEADLINE_LABELS_DA, STATES
 from shared.casework.views import case_view, iso
+from shared.db import read_only, write_transaction
 from shared.logs import correlation_id_var
 
 SERVICE = "followup"
@@ -102,6 +102,16 @@ def parse_states(raw: list[str] | None) -> tuple[str, ...]:
 def _engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
+
+
+def _reader(request: Request) -> Engine:
+    """The engine for answers that only read (a snapshot, no write lock: `shared.db.read_only`)."""
+    return read_only(_engine(request))
+
+
+def _audit(request: Request) -> AuditWriter:
+    writer: AuditWriter = request.app.state.audit
+    return writer
 
 
 def _projection(request: Request) -> FollowupProjection:
@@ -229,7 +239,7 @@ def followup_router() -> APIRouter:
     ) -> dict[str, Any]:
         t = parse_at(at)
         _case_roles(principal, municipality)
-        with _engine(request).begin() as conn:
+        with _reader(request).connect() as conn:
             row = find_case(conn, municipality, case_id)
             if row is None:
                 raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="no such case")
@@ -239,7 +249,9 @@ def followup_router() -> APIRouter:
             if picture is None or case_id not in picture.cases:
                 raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="no such case")
             view = case_view(picture, case_id, t)
-            write_audit(conn, principal, [picture.child_id], "GET /cases/{case_id}", SERVICE)
+        # the read was a snapshot that held up no writer; the answer goes out once its audit entry
+        # is committed (with those of other answers going out now)
+        _audit(request).record(principal, [picture.child_id], "GET /cases/{case_id}", SERVICE)
         return view
 
     @router.get(
@@ -276,7 +288,7 @@ def followup_router() -> APIRouter:
         authorize_scope(principal, municipality, team_id, caseworker_id, purpose="cases")
         # a teamleder's and a sagsbehandler's view stops at the teams of their token
         teams = frozenset({team_id}) if team_id is not None else visible_teams(principal)
-        with _engine(request).begin() as conn:
+        with _reader(request).connect() as conn:
             found = worklist_json(
                 conn,
                 municipality,
@@ -287,7 +299,7 @@ def followup_router() -> APIRouter:
                 limit=limit,
                 offset=offset,
             )
-            write_audit_rows(conn, principal, found.child_ids, "GET /deadlines", SERVICE)
+        _audit(request).record(principal, found.child_ids, "GET /deadlines", SERVICE)
         head = {
             "municipality": municipality,
             "at": iso(t),
@@ -312,7 +324,7 @@ def followup_router() -> APIRouter:
         authorize_scope(principal, municipality, team_id, own, purpose="cases")
         # a teamleder's and a sagsbehandler's view stops at the teams of their token
         teams = frozenset({team_id}) if team_id is not None else visible_teams(principal)
-        with _engine(request).connect() as conn:
+        with _reader(request).connect() as conn:
             counts = caseload(conn, municipality, t, teams=teams)
             target = _projection(request).timeline(conn, [municipality]).target(municipality, t)
         if own is not None:
@@ -337,7 +349,7 @@ def followup_router() -> APIRouter:
         require_role(principal, "chef")
         authorize_scope(principal, municipality, purpose="cases")
         projection = _projection(request)
-        with _engine(request).connect() as conn:
+        with _reader(request).connect() as conn:
             changes = load_profile_changes(conn, [municipality])
         return _profile_doc(
             ProfileTimeline(changes, projection.settings.caseload_target), changes, municipality
@@ -393,7 +405,7 @@ def followup_router() -> APIRouter:
                 detail="other changes of this profile kept coming first; send the change again",
             ) from None
         # ... and applied here at once (the worker meets it later and finds it applied)
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             projection.apply(conn, [stored])
             changes = load_profile_changes(conn, [municipality])
         return _profile_doc(

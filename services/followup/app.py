@@ -17,7 +17,7 @@ from services.followup.profiles import event_store_for
 from services.followup.projection import FollowupProjection
 from services.followup.tables import metadata as followup_metadata
 from shared import observability
-from shared.audit import audit_metadata, audit_router
+from shared.audit import AuditWriter, audit_metadata, audit_router
 from shared.db import make_engine
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Follow-up", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.audit = AuditWriter(engine)
     app.state.projection = projection
     app.state.store_engine = store_engine
     app.state.event_store = event_store_for(settings.transport, settings.kafka_topic)

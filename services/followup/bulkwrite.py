@@ -11,7 +11,7 @@ booleans and NULLs need no conversion on either backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -19,8 +19,6 @@ from typing import Any
 from sqlalchemy import Connection, Table, insert
 from sqlalchemy.engine import Dialect
 
-from shared.audit import audit_log
-from shared.auth import Principal
 from shared.casework.isotext import sqlite_utc_text
 from shared.db import param_mark
 
@@ -88,26 +86,3 @@ def insert_many(
         conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return
     conn.exec_driver_sql(sql, list(rows))
-
-
-_AUDIT_COLUMNS = ("at", "sub", "role", "municipality", "child_id", "endpoint", "service")
-
-
-def write_audit_rows(
-    conn: Connection,
-    principal: Principal,
-    child_ids: Iterable[str],
-    endpoint: str,
-    service: str,
-    at: datetime | None = None,
-) -> None:
-    """`shared.audit.write_audit`: one `audit_log` row per distinct child id, in the caller's
-    transaction, with the same values (`at` = now), written as positional tuples straight to the
-    driver (a worklist can name a thousand children), in the order of the log's index (municipality,
-    child, time), which then takes them page by page."""
-    encoded = instant_encoder(conn.dialect)(at or datetime.now(UTC))
-    sub, role, municipality = principal.sub, principal.role, principal.municipality
-    rows = [
-        (encoded, sub, role, municipality, child_id, endpoint, service) for child_id in sorted(set(child_ids))
-    ]
-    insert_many(conn, audit_log, _AUDIT_COLUMNS, rows)

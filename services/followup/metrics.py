@@ -18,6 +18,7 @@ from services.followup.queries import _state_condition
 from services.followup.tables import fu_deadlines as d
 from shared.casework.calendar import as_utc
 from shared.casework.deadlines import DEADLINE_IDS
+from shared.db import read_only
 from shared.observability import FunctionCollector
 
 OVERDUE_METRIC = "followup_deadlines_overdue"
@@ -26,7 +27,7 @@ OVERDUE_METRIC = "followup_deadlines_overdue"
 def overdue_counts(engine: Engine, at: datetime) -> dict[tuple[str, str], int]:
     """{(deadline, municipality): deadlines overdue at `at`} for every municipality with deadlines."""
     t = as_utc(at)
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         municipalities = conn.execute(select(d.c.municipality).distinct()).scalars().all()
         rows = conn.execute(
             select(d.c.deadline, d.c.municipality, func.count())

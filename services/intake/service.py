@@ -25,9 +25,7 @@ import logging
 import threading
 import time
 import uuid
-import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -56,6 +54,7 @@ from services.intake.domain.records import (
     identity_of,
     parse_record,
 )
+from shared.db import write_transaction
 from shared.events.catalogue import ChildRef, EventPayload
 from shared.events.codes import MeasureType
 from shared.events.envelope import EventEnvelope, stream_id_for_child
@@ -635,39 +634,11 @@ def is_retryable(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_SQLITE_WRITERS_GUARD = threading.Lock()
-
-
-def writer_turn(engine: Engine) -> AbstractContextManager[object]:
-    """On SQLite, one writing transaction of this process at a time, queued on a lock.
-
-    SQLite has one writer per database anyway (`BEGIN IMMEDIATE`), and a writer that finds the
-    database locked waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms between looks:
-    under concurrent requests that sleep, not the work, sets the latency. A lock hands the turn
-    over at once. (Other processes writing the same file still meet the busy handler.)
-    """
-    if engine.dialect.name != "sqlite":
-        return nullcontext()
-    with _SQLITE_WRITERS_GUARD:
-        lock = _SQLITE_WRITERS.get(engine)
-        if lock is None:
-            lock = _SQLITE_WRITERS[engine] = threading.Lock()
-    return lock
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """`engine.begin()`, after waiting for this process's writer turn on SQLite."""
-    with writer_turn(engine), engine.begin() as conn:
-        yield conn
-
-
 def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run `work` in one transaction; if the database aborts it for a deadlock, run it again."""
     for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
         try:
-            with transaction(engine) as conn:
+            with write_transaction(engine) as conn:
                 return work(conn)
         except DBAPIError as exc:
             if attempt == TRANSACTION_ATTEMPTS or not is_retryable(exc):

@@ -36,6 +36,7 @@ from services.ledelsesinfo.reports import (
     weekly_report,
 )
 from shared.auth import CurrentPrincipal, Principal, authorize_scope, require_role
+from shared.db import read_only
 
 router = APIRouter()
 
@@ -47,6 +48,11 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def _engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
+
+
+def _reader(request: Request) -> Engine:
+    """The engine for answers that only read (a snapshot, no write lock: `shared.db.read_only`)."""
+    return read_only(_engine(request))
 
 
 def _settings(request: Request) -> Settings:
@@ -127,7 +133,7 @@ def get_weekly(
     except BadPeriod as exc:
         raise _bad_request(str(exc)) from None
     settings = _settings(request)
-    with _engine(request).connect() as conn:
+    with _reader(request).connect() as conn:
         team_id, caseworker_id = _resolve_scope(conn, principal, municipality, team_id, caseworker_id)
         authorize_scope(principal, municipality, team_id, caseworker_id, purpose="reports")
         scope = store.Scope(team_id, caseworker_id)
@@ -157,7 +163,7 @@ def get_monthly(
     except BadPeriod as exc:
         raise _bad_request(str(exc)) from None
     authorize_scope(principal, municipality, team_id, None, purpose="reports")
-    with _engine(request).connect() as conn:
+    with _reader(request).connect() as conn:
         report = build_monthly(conn, municipality, month, team_id, _now(request))
     if principal.role == "udvalg":
         report = suppress(report)
@@ -194,7 +200,7 @@ def get_compare(
         raise _bad_request(f"figure must be one of the monthly figures: {', '.join(MONTHLY_IDS)}")
     now = _now(request)
     rows: list[dict[str, Any]] = []
-    with _engine(request).connect() as conn:
+    with _reader(request).connect() as conn:
         for municipality in store.municipalities(conn):
             report = build_monthly(conn, municipality, month, None, now)
             if municipality != principal.municipality:
@@ -246,5 +252,5 @@ def put_population(
 @router.get("/population", summary="Loaded child populations (chef)")
 def get_population(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
     require_role(principal, "chef")
-    with _engine(request).connect() as conn:
+    with _reader(request).connect() as conn:
         return {"population": store.all_population(conn)}

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.config import ServiceSettings
-from shared.db import is_transient, make_engine, param_mark
+from shared.db import is_transient, make_engine, param_mark, read_only, write_transaction
 from shared.events.envelope import CHILD_STREAM_PREFIX, EventEnvelope
 from shared.eventstore.schema import events as log_events
 from shared.eventstore.store import LOG_COLUMNS, LogRow, log_row_to_envelope
@@ -138,7 +138,9 @@ class ProjectionWorker:
         if not batch:
             return 0
         self._pending_dead_letters.clear()
-        with self.engine.begin() as conn:
+        # in this process's writer turn: the service's own requests (audit entries) queue on a lock
+        # beside the worker instead of sleeping in SQLite's busy handler
+        with write_transaction(self.engine) as conn:
             self._handle(conn, source, batch)
             source.record_progress(conn, batch)
         self._publish_dead_letters(source)
@@ -559,7 +561,7 @@ def _log_page(
 
 def _log_rows(store_engine: Engine, sql: str, params: tuple[object, ...]) -> list[LogRow]:
     """The rows of a SELECT of `LOG_COLUMNS`, straight from the driver (tuples, no Row objects)."""
-    with store_engine.connect() as conn:
+    with read_only(store_engine).connect() as conn:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, params)
@@ -650,7 +652,7 @@ def _bulk_replay(
 
 
 def log_head(store_engine: Engine) -> int:
-    with store_engine.connect() as conn:
+    with read_only(store_engine).connect() as conn:
         return int(conn.execute(select(func.max(log_events.c.position))).scalar() or 0)
 
 
@@ -658,7 +660,7 @@ def stream_boundaries(store_engine: Engine, head: int, parts: int) -> list[str]:
     """Stream ids that cut the child streams of the log (up to `head`) into `parts` runs of about
     equal event counts; a child's events all fall in one run, since the cuts are stream ids."""
     child = func.substr(log_events.c.stream_id, 1, len(CHILD_STREAM_PREFIX)) == CHILD_STREAM_PREFIX
-    with store_engine.connect() as conn:
+    with read_only(store_engine).connect() as conn:
         count = int(
             conn.execute(
                 select(func.count()).select_from(log_events).where(log_events.c.position <= head, child)

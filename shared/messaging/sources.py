@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from sqlalchemy import Connection, Engine, select, update
 
+from shared.db import read_only
 from shared.events.envelope import EventEnvelope
 from shared.eventstore.schema import events
 from shared.eventstore.store import row_to_envelope
@@ -83,6 +84,7 @@ class SqlLogSource:
 
     def __init__(self, store_engine: Engine, projection: str, batch_size: int = 1000) -> None:
         self.store_engine = store_engine
+        self.reader = read_only(store_engine)  # a snapshot: polling never holds up intake's writers
         self.projection = projection
         self.batch_size = batch_size
         self.position = 0
@@ -94,7 +96,7 @@ class SqlLogSource:
         self.position = int(pos or 0)
 
     def poll(self, timeout: float) -> Batch:
-        with self.store_engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(
                 select(events)
                 .where(events.c.position > self.position)
@@ -139,7 +141,7 @@ class SqlLogSource:
         pass  # the runner's dead_letters table is the SQL transport's dead-letter sink
 
     def lag(self) -> int:
-        with self.store_engine.connect() as conn:
+        with self.reader.connect() as conn:
             head = conn.execute(
                 select(events.c.position).order_by(events.c.position.desc()).limit(1)
             ).scalar()
@@ -147,7 +149,7 @@ class SqlLogSource:
 
     def oldest_unprocessed_at(self) -> str | None:
         """`recorded_at` of the first event not yet applied (None when caught up), for lag in seconds."""
-        with self.store_engine.connect() as conn:
+        with self.reader.connect() as conn:
             at: str | None = conn.execute(
                 select(events.c.recorded_at)
                 .where(events.c.position > self.position)

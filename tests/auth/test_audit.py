@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,10 +12,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
-from shared.audit import audit_log, audit_metadata, audit_router, write_audit
+from shared.audit import AuditWriter, audit_log, audit_metadata, audit_router, write_audit
 from shared.auth import Principal
-from shared.db import make_engine
+from shared.db import make_engine, read_only
 
 from .conftest import claims, hs256, hs_settings
 
@@ -44,7 +47,7 @@ def _bearer(**overrides: object) -> dict[str, str]:
 
 
 def _count(engine: Engine) -> int:
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         return conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
 
 
@@ -138,3 +141,60 @@ def test_log_cannot_be_changed_over_http(engine: Engine, client: TestClient, met
     response = client.request(method, "/audit", params={"child_id": "c1"}, headers=_bearer())
     assert response.status_code == 405
     assert _count(engine) == 1
+
+
+# --------------------------------------------------------------------------- AuditWriter (group commit)
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_writer_commits_the_entries_of_waiting_requests_together(engine: Engine) -> None:
+    writer = AuditWriter(engine)
+    errors: list[BaseException] = []
+
+    def read(child: str) -> None:
+        try:
+            writer.record(CASEWORKER, [child], "GET /cases/{case_id}", "followup")
+        except BaseException as exc:
+            errors.append(exc)
+
+    holder = engine.connect()
+    holder.begin()  # BEGIN IMMEDIATE: the write lock, as a projection worker's batch holds it
+    first = threading.Thread(target=read, args=("c0",))
+    first.start()
+    _wait_for(lambda: writer._flushing, "the first request to start committing")
+    rest = [threading.Thread(target=read, args=(f"c{i}",)) for i in range(1, 16)]
+    for t in rest:
+        t.start()
+    _wait_for(lambda: len(writer._pending) == 15, "the other requests to queue")
+    assert _count(engine) == 0  # nothing is answered before it is committed
+    holder.rollback()
+    holder.close()
+    for t in [first, *rest]:
+        t.join(30)
+    assert not errors
+    assert writer.commits == 2  # the first request's own, then the fifteen that waited, together
+    with engine.connect() as conn:
+        children = conn.execute(select(audit_log.c.child_id)).scalars().all()
+    assert sorted(children) == sorted(f"c{i}" for i in range(16))
+
+
+def test_writer_raises_to_every_request_of_a_failed_commit(engine: Engine) -> None:
+    writer = AuditWriter(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE audit_log RENAME TO audit_log_away")
+    with pytest.raises(OperationalError):
+        writer.record(CASEWORKER, ["c1"], "GET /cases/{case_id}", "followup")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE audit_log_away RENAME TO audit_log")
+    assert _count(engine) == 0
+    writer.record(CASEWORKER, ["c2", "c2"], "GET /deadlines", "followup")
+    writer.record(CASEWORKER, [], "GET /deadlines", "followup")  # no children: nothing to commit
+    assert writer.commits == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(audit_log.c.child_id)).scalars().all() == ["c2"]

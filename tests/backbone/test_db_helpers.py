@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from shared.db import executemany, make_engine, param_mark
+from shared.db import executemany, make_engine, param_mark, read_only
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -38,5 +38,60 @@ def test_executemany_writes_every_row_in_chunks(
             executemany(conn, sql, [(100, "a"), (101, "b"), (0, "dup")], chunk=2)
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 7
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- read_only
+
+
+def _no_waiting(engine: Engine) -> Connection:
+    """A connection of `engine` that fails at once (no busy wait) when the write lock is taken."""
+    conn = engine.connect()
+    conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+    return conn
+
+
+def test_a_read_only_transaction_holds_up_no_writer_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ro.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        writer = _no_waiting(engine)
+        try:
+            with read_only(engine).connect() as reader:
+                assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 1
+                with writer.begin():  # would be 'database is locked' under BEGIN IMMEDIATE
+                    writer.exec_driver_sql("INSERT INTO t VALUES (2)")
+                # the reader's snapshot is the moment of its first read
+                assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 1
+            with read_only(engine).connect() as reader:
+                assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 2
+            # the control: an ordinary transaction of the engine takes the write lock up front
+            with engine.connect() as holder:
+                holder.exec_driver_sql("SELECT count(*) FROM t").scalar_one()
+                with pytest.raises(OperationalError, match="locked"), writer.begin():
+                    writer.exec_driver_sql("INSERT INTO t VALUES (3)")
+        finally:
+            writer.close()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_read_only_engine_shares_the_pool_and_reads(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    sqlite = f"sqlite:///{tmp_path / 'ro.db'}"
+    engine = make_engine(sqlite if backend == "sqlite" else request.getfixturevalue("fresh_pg_url"))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1), (2)")
+        reader = read_only(engine)
+        assert reader.pool is engine.pool
+        with reader.connect() as conn:
+            assert conn.exec_driver_sql("SELECT k FROM t ORDER BY k").scalars().all() == [1, 2]
     finally:
         engine.dispose()
