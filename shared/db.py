@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,8 @@ from sqlalchemy.exc import (
     OperationalError,
     PendingRollbackError,
 )
+
+_log = logging.getLogger(__name__)
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
@@ -47,7 +50,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     SQLite: WAL journal (readers never block the writer), a busy timeout instead of instant
     `database is locked`, foreign keys on, and `BEGIN IMMEDIATE` so a writing transaction takes
-    the write lock up front (no upgrade deadlocks). PostgreSQL: psycopg 3, pre-ping.
+    the write lock up front (no upgrade deadlocks). PostgreSQL: psycopg 3, pre-ping, a custom plan
+    for every run of a prepared statement (`CUSTOM_PLANS`).
     """
     sa_url = make_url(url)
     if sa_url.get_backend_name() == "sqlite":
@@ -83,7 +87,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    return create_engine(sa_url, pool_pre_ping=True, **kwargs)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args["options"] = f"{connect_args.get('options', '')} {CUSTOM_PLANS}".strip()
+    return create_engine(sa_url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+
+
+# psycopg prepares a statement on the server after its fifth run, and PostgreSQL then keeps a
+# generic plan made with the statistics of that moment. For a table that was empty then (a fresh
+# event store) that plan scans the table: intake's idempotency lookup by (municipality, record_id)
+# took 10 ms instead of 0.5 ms at 20,000 events, growing with the table, for the life of the
+# connection. A custom plan for every run (still parsed once) costs a little planning instead.
+CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"
 
 
 _READ_ONLY = "underretning_read_only"
@@ -128,6 +142,63 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """`engine.begin()`, after waiting for this process's writer turn on SQLite (`writer_turn`)."""
     with writer_turn(engine), engine.begin() as conn:
         yield conn
+
+
+class FreshStatistics:
+    """On PostgreSQL, `ANALYZE` of `tables` (in a thread of its own) each time the rows this process
+    has written pass `first`, then 4x that, 16x ... up to `last`; nothing on SQLite.
+
+    Autovacuum analyzes a table at the earliest a minute after it changed (`autovacuum_naptime`),
+    and a fresh table has no statistics until then. Without them the planner takes a lookup by
+    primary key through another index of the same leading column (intake's case lookup read a
+    municipality's every case, 1.3 ms instead of 0.05, at 2,000 cases), and a first import or the
+    first minutes of a new deployment run on such plans. The growing steps keep it to a handful of
+    `ANALYZE`s per process; past `last` autovacuum's own thresholds are close enough.
+    """
+
+    def __init__(
+        self, engine: Engine, tables: Sequence[str], first: int = 500, last: int = 2_000_000
+    ) -> None:
+        self.engine = engine
+        self.tables = tuple(tables)
+        self.enabled = engine.dialect.name == "postgresql" and bool(self.tables)
+        self.last = last
+        self.runs = 0  # ANALYZEs done (for tests)
+        self._next = first
+        self._written = 0
+        self._running: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wrote(self, rows: int) -> None:
+        """Count `rows` written (committed); starts an ANALYZE when a step is passed."""
+        if not self.enabled or self._next > self.last:
+            return
+        with self._lock:
+            self._written += rows
+            if self._written < self._next or self._running is not None:
+                return
+            while self._next <= self._written:
+                self._next *= 4
+            self._running = threading.Thread(target=self._analyze, name="analyze", daemon=True)
+            self._running.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until a running ANALYZE is done (tests, shutdown)."""
+        running = self._running
+        if running is not None:
+            running.join(timeout)
+
+    def _analyze(self) -> None:
+        quote = self.engine.dialect.identifier_preparer.quote
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("ANALYZE " + ", ".join(quote(t) for t in self.tables))
+            self.runs += 1
+        except Exception:  # statistics are an optimisation: the next step tries again
+            _log.warning("ANALYZE of %s failed", ", ".join(self.tables), exc_info=True)
+        finally:
+            with self._lock:
+                self._running = None
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -512,6 +512,7 @@ class BulkImport:
                 )
 
             written = in_transaction(self.service.engine, write)
+            self.service.statistics.wrote(len(written))
             for index, outcome in zip(where, written, strict=True):
                 outcomes[index] = outcome
         return [o for o in outcomes if o is not None]

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from services.intake.adapters import repository as repo
 from services.intake.adapters.snapshot import ChunkView, Refs
+from services.intake.adapters.tables import cases, child_keys, children, measures, underretninger
 from services.intake.adapters.vault import Sealed, Vault
 from services.intake.config import Settings
 from services.intake.domain.cpr import ChildIdentity
@@ -54,10 +55,11 @@ from services.intake.domain.records import (
     identity_of,
     parse_record,
 )
-from shared.db import write_transaction
+from shared.db import FreshStatistics, write_transaction
 from shared.events.catalogue import ChildRef, EventPayload
 from shared.events.codes import MeasureType
 from shared.events.envelope import EventEnvelope, stream_id_for_child
+from shared.eventstore.schema import events
 from shared.eventstore.store import (
     ConcurrencyError,
     DuplicateRecordError,
@@ -173,6 +175,7 @@ _Prepared = tuple[int, RecordBase, str, tuple[ChildRef, ChildIdentity] | None, R
 
 
 _WRITERS_LOCK = 727276
+STATISTICS_TABLES = (events, cases, measures, underretninger, children, child_keys)
 
 
 def serialize_writers(conn: Connection) -> None:
@@ -208,6 +211,8 @@ class IntakeService:
         self._content_mac = hmac.new(self._pseudonym_key, digestmod=hashlib.sha256)  # copied per use
         self._types = lru_cache(maxsize=256)(settings.measure_types)
         self._group = _GroupCommit(self)
+        # what the lookups of `_plan` read, kept analyzed while a fresh database fills
+        self.statistics = FreshStatistics(engine, [t.name for t in STATISTICS_TABLES])
 
     # --- pure steps ---------------------------------------------------------------------------
 
@@ -539,7 +544,9 @@ class IntakeService:
 
         if len(batch) == 1:
             record, cid = batch[0]
-            return [in_transaction(self.engine, lambda conn: self.write(conn, record, cid))]
+            outcome = in_transaction(self.engine, lambda conn: self.write(conn, record, cid))
+            self.statistics.wrote(1)
+            return [outcome]
         records = [record for record, _ in batch]
         cids = [cid for _, cid in batch]
 
@@ -548,6 +555,7 @@ class IntakeService:
             return self.write_many(conn, records, correlation_ids=cids, on_error=capture)
 
         outcomes = in_transaction(self.engine, work)
+        self.statistics.wrote(len(outcomes))
         return [errors.get(i, outcome) for i, outcome in enumerate(outcomes)]
 
 

@@ -3,13 +3,14 @@ on SQLite and on the real PostgreSQL server."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from shared.db import executemany, make_engine, param_mark, read_only
+from shared.db import FreshStatistics, executemany, make_engine, param_mark, read_only
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -93,5 +94,126 @@ def test_read_only_engine_shares_the_pool_and_reads(
         assert reader.pool is engine.pool
         with reader.connect() as conn:
             assert conn.exec_driver_sql("SELECT k FROM t ORDER BY k").scalars().all() == [1, 2]
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- PostgreSQL plans
+
+
+@pytest.mark.postgres
+def test_postgres_plans_every_run_of_a_prepared_statement_afresh(fresh_pg_url: str) -> None:
+    """psycopg prepares a statement on the server after its fifth run, and PostgreSQL would then
+    keep a generic plan made when the table was empty. Every run gets a custom plan instead."""
+    engine = make_engine(fresh_pg_url)
+    lookup = (
+        "SELECT found.k FROM unnest(%(ids)s::varchar[]) AS wanted(id) "
+        "JOIN LATERAL (SELECT k FROM t WHERE m = %(m)s AND r = wanted.id) AS found ON true"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE t (k INTEGER PRIMARY KEY, m VARCHAR(3) NOT NULL, r VARCHAR(50) NOT NULL, "
+                "pad TEXT, UNIQUE (m, r))"
+            )
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_custom_plan"
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            for i in range(12):
+                cursor.execute(lookup, {"ids": [f"r{i}"], "m": "657"}, prepare=True)
+            conn.exec_driver_sql(
+                "INSERT INTO t SELECT g, '657', 'r' || g, repeat('x', 300) FROM generate_series(1, 20000) g"
+            )
+            cursor.execute(lookup, {"ids": ["r7", "r77"], "m": "657"}, prepare=True)
+            assert sorted(row[0] for row in cursor.fetchall()) == [7, 77]
+            generic, custom = cursor.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+                ("%JOIN LATERAL (SELECT k FROM t%",),
+            ).fetchone()
+            conn.rollback()
+        assert generic == 0 and custom >= 8, (generic, custom)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_key_lookup_reads_the_key_index_on_a_table_without_statistics(fresh_pg_url: str) -> None:
+    """The intake's idempotency lookup by (municipality, record_id): one index probe per id, not a
+    join over the whole municipality that a table never analyzed invites."""
+    from shared.eventstore.schema import metadata as store_metadata
+    from shared.eventstore.store import _FIND_RECORDS
+
+    engine = make_engine(fresh_pg_url)
+    try:
+        store_metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO events (event_id, stream_id, version, type, schema_version, municipality, "
+                "record_id, content_hash, occurred_at, recorded_at, correlation_id, data) "
+                "SELECT 'e' || g, 'child-' || g, 1, 'CaseOpened', 1, '751', 'r' || g, 'h', "
+                "'2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', 'c', '{}' "
+                "FROM generate_series(1, 12000) g"
+            )
+        with engine.connect() as conn:
+            compiled = _FIND_RECORDS.postgres.compile(dialect=conn.dialect)
+            params = {**compiled.params, "m": "751", "ids": ["r5", "r77", "nope"]}
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("EXPLAIN " + str(compiled), params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            found = _FIND_RECORDS.rows(conn, "751", ["r5", "r77", "nope"])
+        assert "Hash Join" not in plan and "Index Scan using uq_events_municipality_record" in plan, plan
+        assert sorted(row.record_id for row in found) == ["r5", "r77"]
+    finally:
+        engine.dispose()
+
+
+def _analyze_count(conn: Connection, table: str) -> int:
+    return int(
+        conn.exec_driver_sql(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = %s", (table,)
+        ).scalar_one()
+    )
+
+
+@pytest.mark.postgres
+def test_fresh_statistics_analyze_as_a_new_table_grows(fresh_pg_url: str) -> None:
+    engine = make_engine(fresh_pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE grows (k INTEGER PRIMARY KEY)")
+        keeper = FreshStatistics(engine, ["grows"], first=100, last=10_000)
+        keeper.wrote(99)
+        keeper.wait(30)
+        assert keeper.runs == 0
+        keeper.wrote(1)  # 100: the first step
+        keeper.wait(30)
+        assert keeper.runs == 1
+        keeper.wrote(250)  # 350: below the next step (400)
+        keeper.wait(30)
+        assert keeper.runs == 1
+        keeper.wrote(100_000)  # past every step: one more, then never again
+        keeper.wait(30)
+        keeper.wrote(1)
+        keeper.wait(30)
+        assert keeper.runs == 2
+        # pg_stat counters reach the view asynchronously: poll a little
+        deadline = time.monotonic() + 10
+        while True:
+            with engine.connect() as conn:
+                if _analyze_count(conn, "grows") >= 2 or time.monotonic() > deadline:
+                    assert _analyze_count(conn, "grows") >= 2
+                    break
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+def test_fresh_statistics_do_nothing_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        keeper = FreshStatistics(engine, ["events"], first=1)
+        keeper.wrote(10)
+        keeper.wait(5)
+        assert not keeper.enabled and keeper.runs == 0
     finally:
         engine.dispose()
