@@ -1,11 +1,11 @@
 """The municipalities' cadence profile and caseload target changes (`CadenceProfileChanged`, stream
 `municipality-{m}`), as ledelsesinfo stores and reads them.
 
-A change is in force from its envelope's `occurred_at` on. Changes at the same instant are ordered as
-the shared engine orders a child's events (occurred_at, recorded_at, event id), so the timeline, and
-therefore every figure, does not depend on the order the changes arrived in. Before a municipality's
-first change the projection's own `profile_lookup` applies (default: Herning's profile) and reports
-take the settings' caseload target.
+A change is in force from its envelope's `occurred_at` on. Changes at the same instant are ordered by
+event id (ids are time-ordered), as follow-up orders them, so the timeline, and therefore every
+figure, does not depend on the order the changes arrived in and both services agree on it. Before a
+municipality's first change the projection's own `profile_lookup` applies (default: Herning's
+profile) and reports take the settings' caseload target.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class StoredChange:
         return epoch_us(self.change.changed_at)
 
     @property
-    def order(self) -> tuple[int, int, str]:
-        return (self.changed_us, self.recorded_us, self.event_id)
+    def order(self) -> tuple[int, str]:
+        return (self.changed_us, self.event_id)
 
 
 def change_of(env: EventEnvelope) -> StoredChange:
@@ -124,7 +124,7 @@ def target_before(conn: Connection, municipality: str, end: datetime) -> int | N
     row = conn.execute(
         select(t.c.caseload_target)
         .where(t.c.municipality == municipality, t.c.changed_at < epoch_us(end))
-        .order_by(t.c.changed_at.desc(), t.c.recorded_at.desc(), t.c.event_id.desc())
+        .order_by(t.c.changed_at.desc(), t.c.event_id.desc())
         .limit(1)
     ).first()
     return None if row is None else int(row[0])

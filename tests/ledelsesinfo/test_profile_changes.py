@@ -380,3 +380,39 @@ def test_postgres_gives_the_same_tables(fresh_pg_url: str, tmp_path: Path) -> No
     assert full_rows(pg) == reference
     assert _figures(h)["caseworkers_behind"] == [{"caseworker_id": "anna", "overdue": 1}]
     pg.dispose()
+
+
+def test_changes_at_the_same_instant_are_in_force_in_event_id_order_as_in_follow_up(tmp_path: Path) -> None:
+    """Two changes made at the same instant: the one with the greater event id is in force, in
+    ledelsesinfo as in follow-up, even when it was recorded first (its recording time decides
+    nothing)."""
+    from dataclasses import replace as with_fields
+
+    from services.followup import tables as fu_tables
+    from services.followup.projection import load_profile_changes, record_profile_change
+    from services.ledelsesinfo.profiles import change_of, insert_changes, load_changes, target_before
+    from shared.casework.cadence import ProfileTimeline, profile_change_of
+
+    three, seven = profile_changed("2026-10-01 08:00", target=3, version=1), profile_changed(
+        "2026-10-01 08:00", target=7, version=2
+    )
+    low, high = sorted([three.event_id, seven.event_id])
+    # the target-3 change has the greater id but was recorded an hour before the other
+    three = with_fields(three, event_id=high, recorded_at=t("2026-10-01 08:00"))
+    seven = with_fields(seven, event_id=low, recorded_at=t("2026-10-01 09:00"))
+    after = t("2026-10-02 00:00")
+
+    engine = _engine(tmp_path, "li.db")
+    with engine.begin() as conn:
+        insert_changes(conn, [change_of(seven), change_of(three)])
+    with engine.connect() as conn:
+        assert target_before(conn, "657", after) == 3
+        assert [c.event_id for c in load_changes(conn, ["657"])] == [low, high]
+
+    fu = make_engine(f"sqlite:///{tmp_path / 'fu.db'}")
+    fu_tables.metadata.create_all(fu)
+    with fu.begin() as conn:
+        for env in (seven, three):
+            record_profile_change(conn, profile_change_of(env), env.event_id)
+    with fu.connect() as conn:
+        assert ProfileTimeline(load_profile_changes(conn, ["657"])).target("657", after) == 3
