@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.config import ServiceSettings
-from shared.db import is_transient, make_engine, param_mark, read_only, write_transaction
+from shared.db import FreshStatistics, is_transient, make_engine, param_mark, read_only, write_transaction
 from shared.events.envelope import CHILD_STREAM_PREFIX, EventEnvelope
 from shared.eventstore.schema import events as log_events
 from shared.eventstore.store import LOG_COLUMNS, LogRow, log_row_to_envelope
@@ -90,6 +90,10 @@ class ProjectionWorker:
         self.stall_seconds = 60.0
         self.reconnects = 0
         self._last_recorded_at: datetime | None = None
+        # the projection's tables analyzed while a fresh database fills (PostgreSQL)
+        self.statistics = FreshStatistics(
+            self.engine, [t.name for t in projection.metadata.sorted_tables] + [processed_events.name]
+        )
 
     # --- sources ---------------------------------------------------------------------------
 
@@ -143,6 +147,7 @@ class ProjectionWorker:
         with write_transaction(self.engine) as conn:
             self._handle(conn, source, batch)
             source.record_progress(conn, batch)
+        self.statistics.wrote(len(batch))
         self._publish_dead_letters(source)
         source.acknowledge()
         if isinstance(source, SqlLogSource):
