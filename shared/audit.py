@@ -8,7 +8,8 @@ read by child (`audit_router`). Nothing updates or deletes entries.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -115,14 +116,21 @@ class _Pending:
         self.error: BaseException | None = None
 
 
-class AuditWriter:
-    """Commits the audit entries of concurrent requests together (group commit), for answers whose
-    data was read in a transaction of its own (a snapshot, `shared.db.read_only`).
+AuditNote = Callable[[Principal, Iterable[str], str, str], None]
 
-    `record` returns once the entries are committed and raises if they could not be, so an answer
-    never goes out unaudited. Of the requests waiting at a moment, one commits everything pending in
-    one transaction while the others wait on a condition here, instead of each taking the
-    database's write lock in turn (on SQLite every other writer would sleep in the busy handler).
+
+class AuditWriter:
+    """Audit entries of answers read from `engine`, committed before the answers go out.
+
+    `reading()` gives the connection to read an answer with and the function to note its entries.
+    On SQLite the read is a snapshot (`shared.db.read_only`: it holds up no writer) and the entries
+    are then committed by `record`, together with those of concurrent answers (group commit): of
+    the requests waiting at a moment, one commits everything pending in one transaction while the
+    others wait on a condition here, instead of each taking the database's one write lock in turn
+    (sleeping in SQLite's busy handler). On PostgreSQL, where readers never block writers and
+    concurrent commits share their WAL flushes anyway, read and entries are one transaction (a
+    second transaction per answer would only add round trips). Either way an error committing the
+    entries is raised, so an answer never goes out unaudited.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -132,10 +140,35 @@ class AuditWriter:
         self._flushing = False
         self.commits = 0  # transactions committed (for tests and metrics)
 
+    @contextmanager
+    def reading(self) -> Iterator[tuple[Connection, AuditNote]]:
+        """`(conn, note)`: read the answer through `conn` and call `note(principal, child_ids,
+        endpoint, service)` for what it shows; the entries are committed when the block ends
+        without an error (nothing is noted for an answer that failed)."""
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as conn:
+
+                def write_now(who: Principal, child_ids: Iterable[str], endpoint: str, service: str) -> None:
+                    write_audit(conn, who, child_ids, endpoint, service)
+
+                yield conn, write_now
+            return
+        noted: list[AuditRow] = []
+
+        def note(principal: Principal, child_ids: Iterable[str], endpoint: str, service: str) -> None:
+            noted.extend(audit_rows(principal, child_ids, endpoint, service))
+
+        with read_only(self.engine).connect() as conn:
+            yield conn, note
+        self._record_rows(noted)
+
     def record(
         self, principal: Principal, child_ids: Iterable[str], endpoint: str, service: str
     ) -> None:
-        rows = audit_rows(principal, child_ids, endpoint, service)
+        """Commit these entries (with those of concurrent callers); returns once they are in."""
+        self._record_rows(audit_rows(principal, child_ids, endpoint, service))
+
+    def _record_rows(self, rows: list[AuditRow]) -> None:
         if not rows:
             return
         mine = _Pending(rows)

@@ -50,8 +50,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     SQLite: WAL journal (readers never block the writer), a busy timeout instead of instant
     `database is locked`, foreign keys on, and `BEGIN IMMEDIATE` so a writing transaction takes
-    the write lock up front (no upgrade deadlocks). PostgreSQL: psycopg 3, pre-ping, a custom plan
-    for every run of a prepared statement (`CUSTOM_PLANS`).
+    the write lock up front (no upgrade deadlocks). PostgreSQL: psycopg 3, pre-ping.
     """
     sa_url = make_url(url)
     if sa_url.get_backend_name() == "sqlite":
@@ -87,17 +86,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    connect_args = dict(kwargs.pop("connect_args", {}))
-    connect_args["options"] = f"{connect_args.get('options', '')} {CUSTOM_PLANS}".strip()
-    return create_engine(sa_url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
-
-
-# psycopg prepares a statement on the server after its fifth run, and PostgreSQL then keeps a
-# generic plan made with the statistics of that moment. For a table that was empty then (a fresh
-# event store) that plan scans the table: intake's idempotency lookup by (municipality, record_id)
-# took 10 ms instead of 0.5 ms at 20,000 events, growing with the table, for the life of the
-# connection. A custom plan for every run (still parsed once) costs a little planning instead.
-CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"
+    return create_engine(sa_url, pool_pre_ping=True, **kwargs)
 
 
 _READ_ONLY = "underretning_read_only"
@@ -152,8 +141,10 @@ class FreshStatistics:
     and a fresh table has no statistics until then. Without them the planner takes a lookup by
     primary key through another index of the same leading column (intake's case lookup read a
     municipality's every case, 1.3 ms instead of 0.05, at 2,000 cases), and a first import or the
-    first minutes of a new deployment run on such plans. The growing steps keep it to a handful of
-    `ANALYZE`s per process; past `last` autovacuum's own thresholds are close enough.
+    first minutes of a new deployment run on such plans. An `ANALYZE` also invalidates the plans
+    every connection keeps for its prepared statements (psycopg prepares after five runs), so a
+    generic plan made while the table was empty does not outlive it. The growing steps keep it to a
+    handful of `ANALYZE`s per process; past `last` autovacuum's own thresholds are close enough.
     """
 
     def __init__(

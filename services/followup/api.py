@@ -239,7 +239,7 @@ def followup_router() -> APIRouter:
     ) -> dict[str, Any]:
         t = parse_at(at)
         _case_roles(principal, municipality)
-        with _reader(request).connect() as conn:
+        with _audit(request).reading() as (conn, note):
             row = find_case(conn, municipality, case_id)
             if row is None:
                 raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="no such case")
@@ -249,10 +249,8 @@ def followup_router() -> APIRouter:
             if picture is None or case_id not in picture.cases:
                 raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="no such case")
             view = case_view(picture, case_id, t)
-        # the read was a snapshot that held up no writer; the answer goes out once its audit entry
-        # is committed (with those of other answers going out now)
-        _audit(request).record(principal, [picture.child_id], "GET /cases/{case_id}", SERVICE)
-        return view
+            note(principal, [picture.child_id], "GET /cases/{case_id}", SERVICE)
+        return view  # its audit entry is committed
 
     @router.get(
         "/deadlines",
@@ -288,7 +286,7 @@ def followup_router() -> APIRouter:
         authorize_scope(principal, municipality, team_id, caseworker_id, purpose="cases")
         # a teamleder's and a sagsbehandler's view stops at the teams of their token
         teams = frozenset({team_id}) if team_id is not None else visible_teams(principal)
-        with _reader(request).connect() as conn:
+        with _audit(request).reading() as (conn, note):
             found = worklist_json(
                 conn,
                 municipality,
@@ -299,7 +297,7 @@ def followup_router() -> APIRouter:
                 limit=limit,
                 offset=offset,
             )
-        _audit(request).record(principal, found.child_ids, "GET /deadlines", SERVICE)
+            note(principal, found.child_ids, "GET /deadlines", SERVICE)
         head = {
             "municipality": municipality,
             "at": iso(t),

@@ -198,3 +198,27 @@ def test_writer_raises_to_every_request_of_a_failed_commit(engine: Engine) -> No
     assert writer.commits == 1
     with engine.connect() as conn:
         assert conn.execute(select(audit_log.c.child_id)).scalars().all() == ["c2"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_audited_read_commits_its_entries_and_a_failed_one_none(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    engine = make_engine(url)
+    try:
+        audit_metadata.create_all(engine)
+        writer = AuditWriter(engine)
+        with writer.reading() as (conn, note):
+            assert conn.execute(select(func.count()).select_from(audit_log)).scalar_one() == 0
+            note(CASEWORKER, ["c1", "c2", "c1"], "GET /deadlines", "followup")
+        assert _count(engine) == 2  # committed when the block ended: before the answer goes out
+        with pytest.raises(LookupError), writer.reading() as (conn, note):
+            note(TEAMLEDER, ["c3"], "GET /cases/{case_id}", "followup")
+            raise LookupError("no such case")  # the answer failed: nothing is recorded
+        assert _count(engine) == 2
+        # SQLite: the read was a snapshot and the entries were group-committed; PostgreSQL: one
+        # transaction for both, no group commit
+        assert writer.commits == (1 if backend == "sqlite" else 0)
+    finally:
+        engine.dispose()

@@ -102,41 +102,6 @@ def test_read_only_engine_shares_the_pool_and_reads(
 
 
 @pytest.mark.postgres
-def test_postgres_plans_every_run_of_a_prepared_statement_afresh(fresh_pg_url: str) -> None:
-    """psycopg prepares a statement on the server after its fifth run, and PostgreSQL would then
-    keep a generic plan made when the table was empty. Every run gets a custom plan instead."""
-    engine = make_engine(fresh_pg_url)
-    lookup = (
-        "SELECT found.k FROM unnest(%(ids)s::varchar[]) AS wanted(id) "
-        "JOIN LATERAL (SELECT k FROM t WHERE m = %(m)s AND r = wanted.id) AS found ON true"
-    )
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE TABLE t (k INTEGER PRIMARY KEY, m VARCHAR(3) NOT NULL, r VARCHAR(50) NOT NULL, "
-                "pad TEXT, UNIQUE (m, r))"
-            )
-        with engine.connect() as conn:
-            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_custom_plan"
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            for i in range(12):
-                cursor.execute(lookup, {"ids": [f"r{i}"], "m": "657"}, prepare=True)
-            conn.exec_driver_sql(
-                "INSERT INTO t SELECT g, '657', 'r' || g, repeat('x', 300) FROM generate_series(1, 20000) g"
-            )
-            cursor.execute(lookup, {"ids": ["r7", "r77"], "m": "657"}, prepare=True)
-            assert sorted(row[0] for row in cursor.fetchall()) == [7, 77]
-            generic, custom = cursor.execute(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
-                ("%JOIN LATERAL (SELECT k FROM t%",),
-            ).fetchone()
-            conn.rollback()
-        assert generic == 0 and custom >= 8, (generic, custom)
-    finally:
-        engine.dispose()
-
-
-@pytest.mark.postgres
 def test_key_lookup_reads_the_key_index_on_a_table_without_statistics(fresh_pg_url: str) -> None:
     """The intake's idempotency lookup by (municipality, record_id): one index probe per id, not a
     join over the whole municipality that a table never analyzed invites."""
