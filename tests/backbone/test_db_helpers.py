@@ -4,6 +4,7 @@ on SQLite and on the real PostgreSQL server."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,27 +21,28 @@ def test_param_mark_per_backend() -> None:
     assert param_mark(create_engine("postgresql+psycopg://u@127.0.0.1/x").dialect) == "%s"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_executemany_writes_every_row_in_chunks(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine of `make_engine` on a fresh SQLite file or a fresh PostgreSQL database."""
     sqlite = f"sqlite:///{tmp_path / 'x.db'}"
-    engine = make_engine(sqlite if backend == "sqlite" else request.getfixturevalue("fresh_pg_url"))
+    engine = make_engine(sqlite if request.param == "sqlite" else request.getfixturevalue("fresh_pg_url"))
+    yield engine
+    engine.dispose()
+
+
+def test_executemany_writes_every_row_in_chunks(engine: Engine) -> None:
     rows = [(i, f"v{i}") for i in range(7)]
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-            sql = f"INSERT INTO t (k, v) VALUES ({param_mark(conn.dialect)}, {param_mark(conn.dialect)})"
-            executemany(conn, sql, rows, chunk=3)
-        with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT k, v FROM t ORDER BY k").all() == rows
-        # all in the caller's transaction: a bad row in a later chunk undoes the chunks before it
-        with pytest.raises(IntegrityError), engine.begin() as conn:
-            executemany(conn, sql, [(100, "a"), (101, "b"), (0, "dup")], chunk=2)
-        with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 7
-    finally:
-        engine.dispose()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        sql = f"INSERT INTO t (k, v) VALUES ({param_mark(conn.dialect)}, {param_mark(conn.dialect)})"
+        executemany(conn, sql, rows, chunk=3)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT k, v FROM t ORDER BY k").all() == rows
+    # all in the caller's transaction: a bad row in a later chunk undoes the chunks before it
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        executemany(conn, sql, [(100, "a"), (101, "b"), (0, "dup")], chunk=2)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 7
 
 
 # --------------------------------------------------------------------------- read_only
@@ -80,22 +82,14 @@ def test_a_read_only_transaction_holds_up_no_writer_on_sqlite(tmp_path: Path) ->
         engine.dispose()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_read_only_engine_shares_the_pool_and_reads(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    sqlite = f"sqlite:///{tmp_path / 'ro.db'}"
-    engine = make_engine(sqlite if backend == "sqlite" else request.getfixturevalue("fresh_pg_url"))
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE t (k INTEGER PRIMARY KEY)")
-            conn.exec_driver_sql("INSERT INTO t VALUES (1), (2)")
-        reader = read_only(engine)
-        assert reader.pool is engine.pool
-        with reader.connect() as conn:
-            assert conn.exec_driver_sql("SELECT k FROM t ORDER BY k").scalars().all() == [1, 2]
-    finally:
-        engine.dispose()
+def test_read_only_engine_shares_the_pool_and_reads(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1), (2)")
+    reader = read_only(engine)
+    assert reader.pool is engine.pool
+    with reader.connect() as conn:
+        assert conn.exec_driver_sql("SELECT k FROM t ORDER BY k").scalars().all() == [1, 2]
 
 
 # --------------------------------------------------------------------------- PostgreSQL plans
@@ -120,7 +114,7 @@ def test_key_lookup_reads_the_key_index_on_a_table_without_statistics(fresh_pg_u
                 "FROM generate_series(1, 12000) g"
             )
         with engine.connect() as conn:
-            compiled = _FIND_RECORDS.postgres.compile(dialect=conn.dialect)
+            compiled = _FIND_RECORDS.postgres.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
             params = {**compiled.params, "m": "751", "ids": ["r5", "r77", "nope"]}
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cursor.execute("EXPLAIN " + str(compiled), params)
