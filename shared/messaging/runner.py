@@ -297,6 +297,7 @@ class ProjectionWorker:
     def run(self) -> None:
         backoff = 0.2
         progress_at = assigned_at = time.monotonic()
+        group_mark: int | None = None
         while not self._stop.is_set():
             try:
                 if self.step() == 0:
@@ -313,27 +314,67 @@ class ProjectionWorker:
                     self._reopen_stalled(behind, now - progress_at)
                     progress_at = now
                 if self.assigned:
-                    assigned_at = now
-                elif now - assigned_at >= self.stall_seconds and self._partitions_unassigned():
-                    self._reopen_stalled("no partitions assigned while the topic has them", now - assigned_at)
-                    assigned_at = progress_at = now
+                    assigned_at, group_mark = now, None
+                else:
+                    if group_mark is None:  # what the group had consumed when this one had nothing
+                        group_mark = self._group_committed()
+                    if now - assigned_at >= self.stall_seconds:
+                        if self._partitions_orphaned(group_mark):
+                            why = "no partitions assigned while the topic has them and nobody consumes"
+                            self._reopen_stalled(why, now - assigned_at)
+                            progress_at = now
+                        assigned_at, group_mark = now, None
                 backoff = 0.2
             except Exception as exc:  # database or broker trouble: back off and try again
                 self.last_error = repr(exc)
                 log.warning("projection %s: step failed: %r", self.projection.name, exc)
                 self._reset_source()
                 progress_at = assigned_at = time.monotonic()  # a new source: its stall clocks start now
+                group_mark = None
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._reset_source()
+
+    def _group_committed(self) -> int | None:
+        source = self._source
+        if not isinstance(source, KafkaSource):
+            return None
+        try:
+            found = source.group_committed()
+        except Exception:  # the broker does not answer now: no mark (the check then decides alone)
+            log.debug("projection %s: group offsets not read", self.projection.name, exc_info=True)
+            return None
+        return None if found is None else found[0]
+
+    def _partitions_orphaned(self, mark: int | None) -> bool:
+        """`_partitions_unassigned`, and nobody else in the group is consuming them either: the
+        group committed nothing since `mark` (its `group_committed` when this consumer was found
+        without partitions) while events wait. A spare replica (more replicas than partitions)
+        beside a consuming one, or beside a topic with nothing to consume, is left alone: a rejoin
+        would only make the group rebalance, pausing the consumer that works."""
+        if not self._partitions_unassigned():
+            return False
+        source = self._source
+        assert isinstance(source, KafkaSource)
+        try:
+            found = source.group_committed()
+        except Exception:  # cannot tell: reopen, as for a consumer left without partitions
+            log.debug("projection %s: group offsets not read", self.projection.name, exc_info=True)
+            return True
+        if found is None:
+            return True
+        committed, end = found
+        if mark is not None and committed > mark:
+            return False  # another member consumed meanwhile
+        return end > committed  # events wait, and nobody took any since the mark
 
     def _partitions_unassigned(self) -> bool:
         """A Kafka consumer in its group with no partitions although the topic has some: what
         kafka-python 3.0 leaves when the group's assignment ran while the topic's partitions were
         not in its metadata yet (a topic just created, a broker just restarted; "No partition
         metadata" in the log) and never revisits, as its metadata snapshot then looks unchanged.
-        (A spare replica of a worker, more of them than partitions, also has none: it rejoins the
-        group once a `stall_seconds`.)"""
+        (A spare replica of a worker, more of them than partitions, also has none: `run` tells the
+        two apart with `_partitions_orphaned`.)"""
         source = self._source
         return isinstance(source, KafkaSource) and source.topic_has_partitions()
 

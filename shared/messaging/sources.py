@@ -185,6 +185,9 @@ def consumer_group(projection: str, configured: str = "") -> str:
     return configured or f"projection-{projection}"
 
 
+GROUP_TIMEOUT_MS = 5000  # `group_committed`'s broker calls
+
+
 class KafkaSource:
     """Consumes the events topic in a consumer group named after the projection.
 
@@ -257,6 +260,18 @@ class KafkaSource:
             return None
         ends = self.consumer.end_offsets(list(assigned))
         return sum(max(0, ends[tp] - self.consumer.position(tp)) for tp in assigned)
+
+    def group_committed(self) -> tuple[int, int] | None:
+        """(committed, end): the sums over every partition of the topic of the offsets the group
+        has committed (an uncommitted partition counts 0), whoever holds the partitions, and of the
+        partitions' end offsets; None when the topic's partitions are not known yet. `committed`
+        grows while any member of the group consumes; it equals `end` when nothing waits."""
+        partitions = self.consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            return None
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        committed = sum(self.consumer.committed(tp, timeout_ms=GROUP_TIMEOUT_MS) or 0 for tp in tps)
+        return committed, sum(self.consumer.end_offsets(tps, timeout_ms=GROUP_TIMEOUT_MS).values())
 
     def topic_has_partitions(self) -> bool:
         """The topic's partitions are in this client's metadata (so an empty assignment is not for

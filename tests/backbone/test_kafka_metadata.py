@@ -82,3 +82,55 @@ def test_a_running_worker_catches_up_on_a_topic_created_as_the_group_joins(
         assert worker.processed == EVENTS, f"{worker.processed} applied, reopened {worker.reconnects} times"
     finally:
         worker.stop()
+
+
+def test_a_spare_replica_beside_a_consuming_one_stays_in_the_group(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Two replicas of a worker, one partition: the spare has no partitions, but the group consumes
+    (its committed offsets grow), so the spare does not rejoin (each rejoin would make the group
+    rebalance and pause the replica that works)."""
+    topic = f"spare-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap, (topic, f"{topic}.dlq"), 1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    workers = []
+    for name in ("a", "b"):
+        url = f"sqlite:///{tmp_path / f'{name}.db'}"
+        settings = ServiceSettings(
+            transport="kafka",
+            event_store_url=url,
+            database_url=url,
+            kafka_bootstrap_servers=kafka_bootstrap,
+            kafka_topic=topic,
+            kafka_dlq_topic=f"{topic}.dlq",
+            kafka_group_id=group,
+        )
+        worker = ProjectionWorker(CountingProjection(f"spare-{name}"), settings)
+        worker.ensure_schema()
+        worker.stall_seconds = 2.0
+        workers.append(worker)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    sent = 0
+    try:
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 60
+        while not any(w.assigned for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # ten seconds (five stall periods) of steady events, and quiet moments between them
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            env = assignment(sent, 1)
+            producer.send(topic, key=env.stream_id.encode(), value=env.to_bytes()).get(timeout=30)
+            sent += 1
+            time.sleep(0.1 if sent % 20 else 1.0)
+        deadline = time.monotonic() + 60
+        while sum(w.processed for w in workers) < sent and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sum(w.processed for w in workers) == sent
+        assert [w.reconnects for w in workers] == [0, 0]
+        assert sorted(w.assigned for w in workers) == [False, True]
+    finally:
+        producer.close()
+        for worker in workers:
+            worker.stop()
