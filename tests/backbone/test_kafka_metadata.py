@@ -26,20 +26,24 @@ pytestmark = pytest.mark.kafka
 EVENTS = 12
 
 
-def _fresh_worker(bootstrap: str, tmp_path: Path, name: str) -> ProjectionWorker:
-    topic = f"fresh-{uuid.uuid4().hex[:8]}"
-    ensure_topics(bootstrap, (topic, f"{topic}.dlq"), 6)  # and subscribe at once, as a worker starting does
-    url = f"sqlite:///{tmp_path / f'{name}.db'}"
-    settings = ServiceSettings(
+def _settings(bootstrap: str, topic: str, group: str, db: Path) -> ServiceSettings:
+    url = f"sqlite:///{db}"
+    return ServiceSettings(
         transport="kafka",
         event_store_url=url,
         database_url=url,
         kafka_bootstrap_servers=bootstrap,
         kafka_topic=topic,
         kafka_dlq_topic=f"{topic}.dlq",
-        kafka_group_id=f"g-{uuid.uuid4().hex[:8]}",
+        kafka_group_id=group,
     )
-    group = settings.kafka_group_id
+
+
+def _fresh_worker(bootstrap: str, tmp_path: Path, name: str) -> ProjectionWorker:
+    topic = f"fresh-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, (topic, f"{topic}.dlq"), 6)  # and subscribe at once, as a worker starting does
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    settings = _settings(bootstrap, topic, group, tmp_path / f"{name}.db")
 
     def subscribe_at_once(from_beginning: bool) -> KafkaSource:  # no topic check first: the race
         return KafkaSource(bootstrap, topic, f"{topic}.dlq", name, group_id=group)
@@ -95,16 +99,7 @@ def test_a_spare_replica_beside_a_consuming_one_stays_in_the_group(
     group = f"g-{uuid.uuid4().hex[:8]}"
     workers = []
     for name in ("a", "b"):
-        url = f"sqlite:///{tmp_path / f'{name}.db'}"
-        settings = ServiceSettings(
-            transport="kafka",
-            event_store_url=url,
-            database_url=url,
-            kafka_bootstrap_servers=kafka_bootstrap,
-            kafka_topic=topic,
-            kafka_dlq_topic=f"{topic}.dlq",
-            kafka_group_id=group,
-        )
+        settings = _settings(kafka_bootstrap, topic, group, tmp_path / f"{name}.db")
         worker = ProjectionWorker(CountingProjection(f"spare-{name}"), settings)
         worker.ensure_schema()
         worker.stall_seconds = 2.0
