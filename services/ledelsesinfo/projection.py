@@ -216,6 +216,11 @@ def _last_at(events: Iterable[EventEnvelope]) -> int:
     return epoch_us(max([e.occurred_at for e in events]))
 
 
+def _child_municipalities(children: Sequence[Sequence[EventEnvelope]]) -> set[str]:
+    """The municipalities of the children (child streams only) among these event sets."""
+    return {envs[0].municipality for envs in children if envs and is_child_stream(envs[0].stream_id)}
+
+
 def _children_since(conn: Connection, municipality: str, since_us: int) -> list[str]:
     """The children of a municipality with an event at or after `since_us` (a row from before
     `last_at` was kept counts as such: re-deriving a child the change does not touch adds 0)."""
@@ -289,7 +294,6 @@ class LedelsesinfoProjection:
             for m, us in sorted(since.items()):
                 rederive.update(_children_since(conn, m, us))
         deltas: Deltas = {}
-        rules = self.rules
         for chunk in _chunks(sorted(batch.keys() | rederive)):
             stored = self._load_events(conn, chunk)
             new_events: list[EventEnvelope] = []
@@ -307,12 +311,7 @@ class LedelsesinfoProjection:
                 data = deltas.get(municipality)
                 if data is None:
                     data = deltas[municipality] = defaultdict(int)
-                if old_events:
-                    before: defaultdict[Bucket, int] = defaultdict(int)
-                    add_contributions(project_child(old_events, before_lookup, rules), before)
-                    for k, v in before.items():
-                        data[k] -= v
-                add_contributions(project_child(every, after_lookup, rules), data)
+                self._shift(data, old_events, before_lookup, every, after_lookup)
                 if added:
                     new_events.extend(added)
                     child_rows.append((stream, municipality, _last_at(every)))
@@ -338,10 +337,8 @@ class LedelsesinfoProjection:
         is done (or too big to hold): a municipality's packed rows are then written once, not
         read, added to and written again page after page. Events of other streams than children
         (`municipality-...`) are left to `apply`, which `rebuild_children` calls with them."""
-        municipalities = {envs[0].municipality for envs in children
-                          if envs and is_child_stream(envs[0].stream_id)}
         with engine.connect() as conn:
-            changes = load_changes(conn, municipalities)
+            changes = load_changes(conn, _child_municipalities(children))
         return self._prepare(children, log_rows, changes)
 
     def _prepare(
@@ -451,9 +448,7 @@ class LedelsesinfoProjection:
         if isinstance(children, PreparedChildren):
             prepared = children
         else:
-            municipalities = {envs[0].municipality for envs in children
-                              if envs and is_child_stream(envs[0].stream_id)}
-            prepared = self._prepare(children, None, load_changes(conn, municipalities))
+            prepared = self._prepare(children, None, load_changes(conn, _child_municipalities(children)))
         _insert_event_rows(conn, prepared.events)
         _insert_children(conn, prepared.child_rows)
         _write_packed(conn, prepared.deltas, prepared.docs)
@@ -480,12 +475,25 @@ class LedelsesinfoProjection:
             data = deltas.get(envs[0].municipality)
             if data is None:
                 data = deltas[envs[0].municipality] = defaultdict(int)
+            self._shift(data, envs, before_lookup, envs, after_lookup)
+        _write_packed(conn, deltas)
+
+    def _shift(
+        self,
+        data: defaultdict[Bucket, int],
+        old: Sequence[EventEnvelope],
+        old_lookup: ProfileLookup,
+        new: Sequence[EventEnvelope],
+        new_lookup: ProfileLookup,
+    ) -> None:
+        """Add to `data` a child's contributions from `new` under `new_lookup` less those from
+        `old` (nothing when empty) under `old_lookup`."""
+        if old:
             before: defaultdict[Bucket, int] = defaultdict(int)
-            add_contributions(project_child(envs, before_lookup, self.rules), before)
+            add_contributions(project_child(old, old_lookup, self.rules), before)
             for k, v in before.items():
                 data[k] -= v
-            add_contributions(project_child(envs, after_lookup, self.rules), data)
-        _write_packed(conn, deltas)
+        add_contributions(project_child(new, new_lookup, self.rules), data)
 
     def reset(self, conn: Connection) -> None:
         for table in tables.DERIVED:

@@ -260,6 +260,13 @@ def _pages() -> list[list[list[EventEnvelope]]]:
     return [[P.events], [Q.events]]
 
 
+def _write(h: Harness, work: Any) -> None:
+    """One page's transaction as the runner writes it, then its commit hook."""
+    with h.engine.begin() as conn:
+        h.projection.rebuild_children(conn, work)
+    h.projection.rebuild_committed(work)
+
+
 def test_rebuild_after_the_change_was_applied(tmp_path: Path) -> None:
     """The runner's order: the change through `apply`, then the children's pages."""
     reference = _reference(tmp_path)
@@ -267,14 +274,8 @@ def test_rebuild_after_the_change_was_applied(tmp_path: Path) -> None:
     h.feed([CHANGE])
     h.projection.start_rebuild()
     for page in _pages():
-        work = h.projection.prepare_children(h.engine, page)
-        with h.engine.begin() as conn:
-            h.projection.rebuild_children(conn, work)
-        h.projection.rebuild_committed(work)
-    work = h.projection.finish_rebuild()
-    with h.engine.begin() as conn:
-        h.projection.rebuild_children(conn, work)
-    h.projection.rebuild_committed(work)
+        _write(h, h.projection.prepare_children(h.engine, page))
+    _write(h, h.projection.finish_rebuild())
     assert full_rows(h.engine) == reference
 
 
@@ -284,19 +285,11 @@ def test_a_change_applied_between_preparing_a_page_and_writing_it(tmp_path: Path
     h = Harness(_engine(tmp_path, "race.db"))
     h.projection.start_rebuild()
     p_page, q_page = _pages()
-    work = h.projection.prepare_children(h.engine, q_page)
-    with h.engine.begin() as conn:
-        h.projection.rebuild_children(conn, work)  # q (its sums held: not yet written)
-    h.projection.rebuild_committed(work)
+    _write(h, h.projection.prepare_children(h.engine, q_page))  # q (its sums held: not yet written)
     work = h.projection.prepare_children(h.engine, p_page)  # p, derived with Herning
     h.feed([CHANGE])  # finds no child of 657 it reaches: p is not stored yet
-    with h.engine.begin() as conn:
-        h.projection.rebuild_children(conn, work)
-    h.projection.rebuild_committed(work)
-    work = h.projection.finish_rebuild()
-    with h.engine.begin() as conn:
-        h.projection.rebuild_children(conn, work)
-    h.projection.rebuild_committed(work)
+    _write(h, work)
+    _write(h, h.projection.finish_rebuild())
     assert full_rows(h.engine) == reference
 
 
