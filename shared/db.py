@@ -10,7 +10,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -36,6 +40,13 @@ def param_mark(dialect: Dialect) -> str:
     if dialect.paramstyle in ("format", "pyformat"):
         return "%s"
     raise ValueError(f"no positional parameter mark for paramstyle {dialect.paramstyle!r}")
+
+
+def insert_or_skip(conn: Connection, table: Table, *conflict_columns: str) -> PgInsert | SqliteInsert:
+    """`INSERT INTO table ... ON CONFLICT [(conflict_columns)] DO NOTHING` in the connection's
+    dialect (PostgreSQL or SQLite, the two this project runs on)."""
+    insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return insert_fn(table).on_conflict_do_nothing(index_elements=list(conflict_columns) or None)
 
 
 def executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]], chunk: int = 5000) -> None:

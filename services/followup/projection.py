@@ -38,8 +38,6 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from services.followup.bulkwrite import InstantEncoder, insert_many, instant_encoder, sqlite_instant
@@ -68,6 +66,7 @@ from shared.casework.deadlines import DEADLINE_LABELS_DA
 from shared.casework.isotext import isoformat, sqlite_utc_text_of
 from shared.casework.model import ChildPicture
 from shared.casework.views import ISO
+from shared.db import insert_or_skip
 from shared.events.catalogue import CadenceProfileChanged, EventPayload
 from shared.events.envelope import EventEnvelope, is_child_stream
 from shared.eventstore import store as _store
@@ -116,9 +115,8 @@ def record_profile_change(conn: Connection, change: ProfileChange, event_id: str
     if event_id is None:
         conn.execute(insert(fu_profiles), row)
         return True
-    insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert_fn(fu_profiles).on_conflict_do_nothing(index_elements=["event_id"])
-    return conn.execute(stmt.returning(fu_profiles.c.id), row).first() is not None
+    stmt = insert_or_skip(conn, fu_profiles, "event_id").returning(fu_profiles.c.id)
+    return conn.execute(stmt, row).first() is not None
 
 
 def is_child_event(env: EventEnvelope) -> bool:

@@ -22,11 +22,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.config import ServiceSettings
-from shared.db import FreshStatistics, is_transient, make_engine, param_mark, read_only, write_transaction
+from shared.db import (
+    FreshStatistics,
+    insert_or_skip,
+    is_transient,
+    make_engine,
+    param_mark,
+    read_only,
+    write_transaction,
+)
 from shared.events.envelope import CHILD_STREAM_PREFIX, EventEnvelope
 from shared.eventstore.schema import events as log_events
 from shared.eventstore.store import LOG_COLUMNS, LogRow, log_row_to_envelope
@@ -230,9 +236,8 @@ class ProjectionWorker:
         """
         if not event_ids:
             return set()
-        insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         name = self.projection.name
-        stmt = insert_fn(processed_events).on_conflict_do_nothing().returning(processed_events.c.event_id)
+        stmt = insert_or_skip(conn, processed_events).returning(processed_events.c.event_id)
         result = conn.execute(stmt, [{"projection": name, "event_id": eid} for eid in event_ids])
         return set(result.scalars())
 
