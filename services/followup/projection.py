@@ -37,8 +37,9 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, delete, insert, select
+from sqlalchemy import Connection, Dialect, Engine, bindparam, delete, insert, select
 from sqlalchemy.schema import CreateIndex, DropIndex
+from sqlalchemy.sql.elements import BindParameter
 
 from services.followup.bulkwrite import InstantEncoder, insert_many, instant_encoder, sqlite_instant
 from services.followup.config import Settings
@@ -79,6 +80,25 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
         yield items[i : i + size]
 
 
+# The statements of the live path (each batch of the worker, each GET /cases), built once: building
+# a statement and its cache key costs more than SQLite takes to run these (~130 us against ~35).
+# `ids`: an expanding list parameter (a chunk of at most CHUNK values).
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_KNOWN_EVENTS = select(fu_events.c.event_id).where(fu_events.c.event_id.in_(_IDS))
+_EVENTS_OF = select(fu_events.c.stream_id, fu_events.c.body).where(fu_events.c.stream_id.in_(_IDS))
+_DIRTY_OF = select(fu_dirty.c.stream_id).where(fu_dirty.c.stream_id.in_(_IDS))
+_DIRTY_FIRST = select(fu_dirty.c.stream_id).order_by(fu_dirty.c.stream_id).limit(bindparam("limit"))
+_CLEAR_DIRTY = delete(fu_dirty).where(fu_dirty.c.stream_id.in_(_IDS))
+_CLEAR_DERIVED = tuple(
+    delete(table).where(table.c.stream_id.in_(_IDS)) for table in (fu_cases, fu_deadlines, fu_assignments)
+)
+_PROFILE_ORDER = (fu_profiles.c.changed_at, fu_profiles.c.event_id, fu_profiles.c.id)
+_PROFILES = select(fu_profiles).order_by(*_PROFILE_ORDER)
+_PROFILES_OF = (
+    select(fu_profiles).where(fu_profiles.c.municipality.in_(bindparam("municipalities", expanding=True)))
+).order_by(*_PROFILE_ORDER)
+
+
 # --------------------------------------------------------------------------- profiles
 
 
@@ -86,9 +106,10 @@ def load_profile_changes(
     conn: Connection, municipalities: Iterable[str] | None = None
 ) -> list[ProfileChange]:
     # changes at the same instant: by event id (time-ordered ids), not by arrival
-    stmt = select(fu_profiles).order_by(fu_profiles.c.changed_at, fu_profiles.c.event_id, fu_profiles.c.id)
-    if municipalities is not None:
-        stmt = stmt.where(fu_profiles.c.municipality.in_(sorted(set(municipalities))))
+    if municipalities is None:
+        rows = conn.execute(_PROFILES)
+    else:
+        rows = conn.execute(_PROFILES_OF, {"municipalities": sorted(set(municipalities))})
     return [
         ProfileChange(
             municipality=row.municipality,
@@ -97,7 +118,7 @@ def load_profile_changes(
             profile=CadenceProfile.from_json(json.loads(row.profile)),
             caseload_target=row.caseload_target,
         )
-        for row in conn.execute(stmt)
+        for row in rows
     ]
 
 
@@ -149,9 +170,7 @@ class FollowupProjection:
         batch = {env.event_id: env for env in events if is_child_event(env)}
         known: set[str] = set()
         for chunk in _chunks(list(batch)):
-            known.update(
-                conn.execute(select(fu_events.c.event_id).where(fu_events.c.event_id.in_(chunk))).scalars()
-            )
+            known.update(conn.execute(_KNOWN_EVENTS, {"ids": chunk}).scalars())
         instant = instant_encoder(conn.dialect)
         rows = [_event_row(env, instant) for eid, env in batch.items() if eid not in known]
         insert_many(conn, fu_events, EVENT_COLUMNS, rows)
@@ -257,8 +276,7 @@ class FollowupProjection:
             total += len(streams)
 
     def _dirty(self, conn: Connection, limit: int) -> list[str]:
-        stmt = select(fu_dirty.c.stream_id).order_by(fu_dirty.c.stream_id).limit(limit)
-        return list(conn.execute(stmt).scalars())
+        return list(conn.execute(_DIRTY_FIRST, {"limit": limit}).scalars())
 
     def _backlog(self, conn: Connection, limit: int) -> list[str]:
         """Up to `limit` children marked for deriving; first, if a rebuild dropped the secondary
@@ -274,16 +292,14 @@ class FollowupProjection:
         streams = sorted(stream_ids)
         known: set[str] = set()
         for chunk in _chunks(streams):
-            known.update(
-                conn.execute(select(fu_dirty.c.stream_id).where(fu_dirty.c.stream_id.in_(chunk))).scalars()
-            )
+            known.update(conn.execute(_DIRTY_OF, {"ids": chunk}).scalars())
         fresh = [{"stream_id": s} for s in streams if s not in known]
         if fresh:
             conn.execute(insert(fu_dirty), fresh)
 
     def _clear_dirty(self, conn: Connection, stream_ids: Sequence[str]) -> None:
         for chunk in _chunks(sorted(set(stream_ids))):
-            conn.execute(delete(fu_dirty).where(fu_dirty.c.stream_id.in_(chunk)))
+            conn.execute(_CLEAR_DIRTY, {"ids": chunk})
 
     def reset(self, conn: Connection) -> None:
         """Empty the derived tables, and the profile changes that came from events (the replay
@@ -307,8 +323,7 @@ class FollowupProjection:
     def load_events(self, conn: Connection, stream_ids: Iterable[str]) -> dict[str, list[EventEnvelope]]:
         by_stream: defaultdict[str, list[EventEnvelope]] = defaultdict(list)
         for chunk in _chunks(sorted(set(stream_ids))):
-            stmt = select(fu_events.c.stream_id, fu_events.c.body).where(fu_events.c.stream_id.in_(chunk))
-            for stream_id, body in conn.execute(stmt):
+            for stream_id, body in conn.execute(_EVENTS_OF, {"ids": chunk}):
                 by_stream[stream_id].append(EventEnvelope.from_wire(json.loads(body)))
         return by_stream
 
@@ -342,8 +357,8 @@ class FollowupProjection:
         derived = self._derived_rows(conn.dialect, lookup, streams, by_stream)
         if replace:
             for chunk in _chunks(streams):
-                for table in (fu_cases, fu_deadlines, fu_assignments):
-                    conn.execute(delete(table).where(table.c.stream_id.in_(chunk)))
+                for stmt in _CLEAR_DERIVED:
+                    conn.execute(stmt, {"ids": chunk})
         _write_rows(conn, derived)
 
     def _derived_rows(

@@ -580,11 +580,14 @@ def caseload(
     return {cw: n for cw, n in conn.execute(stmt)}
 
 
+_CASE = select(fu_cases).where(
+    fu_cases.c.municipality == bindparam("municipality"), fu_cases.c.case_id == bindparam("case_id")
+)  # built once (GET /cases/{case_id} runs it every time)
+
+
 def find_case(conn: Connection, municipality: str, case_id: str) -> Any | None:
     """The case row; when a source system gave two children the same case id, the opened one."""
-    rows = conn.execute(
-        select(fu_cases).where(fu_cases.c.municipality == municipality, fu_cases.c.case_id == case_id)
-    ).all()
+    rows = conn.execute(_CASE, {"municipality": municipality, "case_id": case_id}).all()
     if not rows:
         return None
     return sorted(rows, key=lambda r: (r.opened_at is None, r.status != "open", r.stream_id))[0]

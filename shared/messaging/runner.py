@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Executable, delete, func, insert, select
 
 from shared.config import ServiceSettings
 from shared.db import (
@@ -84,6 +84,7 @@ class ProjectionWorker:
         self.last_event_at: datetime | None = None
         self.last_error: str | None = None
         self._pending_dead_letters: list[tuple[Item, str]] = []
+        self._claim_statement: Executable | None = None
         # lag, read in the worker's own thread (a Kafka consumer is not thread-safe) for metrics / readiness
         self.assigned = False
         self.lag_events: int | None = None
@@ -237,7 +238,11 @@ class ProjectionWorker:
         if not event_ids:
             return set()
         name = self.projection.name
-        stmt = insert_or_skip(conn, processed_events).returning(processed_events.c.event_id)
+        stmt = self._claim_statement
+        if stmt is None:  # built once (its dialect's form), not for every batch
+            stmt = self._claim_statement = insert_or_skip(conn, processed_events).returning(
+                processed_events.c.event_id
+            )
         result = conn.execute(stmt, [{"projection": name, "event_id": eid} for eid in event_ids])
         return set(result.scalars())
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from shared.db import read_only
 from shared.events.envelope import EventEnvelope
@@ -79,6 +79,18 @@ class Source(Protocol):
 # --- SQL event log ----------------------------------------------------------------------------
 
 
+# built once: each poll and each batch runs them (building one costs more than running it)
+_EVENTS_AFTER = (
+    select(events)
+    .where(events.c.position > bindparam("after"))
+    .order_by(events.c.position)
+    .limit(bindparam("n"))
+)
+_MOVE_CHECKPOINT = (
+    update(checkpoints).where(checkpoints.c.projection == bindparam("name")).values(position=bindparam("to"))
+)
+
+
 class SqlLogSource:
     """Tails the `events` table by global position; the checkpoint lives in the projection DB."""
 
@@ -97,12 +109,7 @@ class SqlLogSource:
 
     def poll(self, timeout: float) -> Batch:
         with self.reader.connect() as conn:
-            rows = conn.execute(
-                select(events)
-                .where(events.c.position > self.position)
-                .order_by(events.c.position)
-                .limit(self.batch_size)
-            ).all()
+            rows = conn.execute(_EVENTS_AFTER, {"after": self.position, "n": self.batch_size}).all()
         batch = Batch()
         for row in rows:
             try:
@@ -120,11 +127,8 @@ class SqlLogSource:
     def record_progress(self, conn: Connection, batch: Batch) -> None:
         if batch.last_position is None:
             return
-        updated = conn.execute(
-            update(checkpoints)
-            .where(checkpoints.c.projection == self.projection)
-            .values(position=batch.last_position)
-        ).rowcount
+        progress = {"name": self.projection, "to": batch.last_position}
+        updated = conn.execute(_MOVE_CHECKPOINT, progress).rowcount
         if not updated:
             conn.execute(
                 checkpoints.insert().values(projection=self.projection, position=batch.last_position)
