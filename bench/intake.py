@@ -406,7 +406,7 @@ def worker_bulk(args: argparse.Namespace) -> None:
     engine = make_engine(settings.event_store_url)
     create_tables(engine)
     service = IntakeService(engine, settings)
-    from services.intake.__main__ import long_lived_frozen
+    from shared.serving import long_lived_frozen
 
     rss_before = peak_rss_kib()
     frozen = long_lived_frozen()  # as `python -m services.intake import` does

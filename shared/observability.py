@@ -202,6 +202,12 @@ def _route_of(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
+def _client(scope: Scope) -> str | None:
+    """The caller's address as `host:port` (uvicorn's own access log, which said it, is off)."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
+
+
 class RequestContextMiddleware:
     """Request and correlation ids in and out, request metrics and one access-log line per request.
 
@@ -266,6 +272,7 @@ class RequestContextMiddleware:
                     "route": route,
                     "status": status,
                     "ms": round(seconds * 1000, 2),
+                    "client": _client(scope),
                 },
             )
             correlation_id_var.reset(cid_token)

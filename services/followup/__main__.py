@@ -36,17 +36,10 @@ def cmd_migrate(settings: Settings) -> int:
 
 
 def cmd_serve(settings: Settings) -> int:
-    import uvicorn
-
     from services.followup.app import create_app
+    from shared.serving import serve
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # keep the JSON logging of shared.logs
-    )
+    serve(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
 
 

@@ -17,7 +17,6 @@ rejected, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -25,11 +24,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import IO, Any
 
 from services.intake.config import Settings
+from shared.serving import long_lived_frozen, serve
 
 log = logging.getLogger("services.intake")
 
@@ -61,34 +60,10 @@ def cmd_migrate(settings: Settings) -> int:
 
 
 def cmd_serve(settings: Settings) -> int:
-    import uvicorn
-
     from services.intake.app import create_app
 
-    app = create_app(settings)
-    with long_lived_frozen():
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level.lower(),
-            log_config=None,  # keep the JSON logging of shared.logs
-        )
+    serve(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
-
-
-@contextmanager
-def long_lived_frozen() -> Iterator[None]:
-    """Everything loaded so far (the frameworks, the app) lives as long as the process: keep it out
-    of the garbage collector's full passes (`gc.freeze`). Those otherwise walk it about once a
-    second under load, ~40 ms each on this code base, stalling every request in flight (the p99
-    of POST /records) and a bulk import (~10% of its time). Undone at the end."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def cmd_relay(settings: Settings) -> int:

@@ -49,11 +49,10 @@ def migrate(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from services.ledelsesinfo.app import create_app
+    from shared.serving import serve as serve_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    serve_app(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
 def work(settings: Settings) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 
-from services.intake.__main__ import long_lived_frozen
+from shared.serving import long_lived_frozen
 
 
 def test_objects_loaded_before_are_frozen_during_and_released_after() -> None:
