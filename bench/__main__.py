@@ -186,7 +186,8 @@ def run(scale_name: str, modes: list[str], out_dir: Path) -> int:
     total = round(time.perf_counter() - started, 1)
     info = machine()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    doc = {
+    summary = report.summary(rows)
+    doc: dict[str, Any] = {
         "when": when,
         "scale": scale_name,
         "scale_values": scale,
@@ -195,11 +196,11 @@ def run(scale_name: str, modes: list[str], out_dir: Path) -> int:
         "total_seconds": total,
         "step_seconds": durations,
         "failures": failures,
-        "summary": report.summary(rows),
+        "summary": summary,
         "rows": rows,
     }
     (out_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
-    s = doc["summary"]
+    s = summary
     header = (
         f"Benchmarks, {when}, scale `{scale_name}` ({', '.join(f'{k}={v:,}' for k, v in scale.items())}); "
         f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, Python {info['python']}, "
