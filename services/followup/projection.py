@@ -30,6 +30,7 @@ stored in `fu_events` (whose every stream is a child). A bulk rebuild gets them 
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -85,7 +86,9 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 # `ids`: an expanding list parameter (a chunk of at most CHUNK values).
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 _KNOWN_EVENTS = select(fu_events.c.event_id).where(fu_events.c.event_id.in_(_IDS))
-_EVENTS_OF = select(fu_events.c.stream_id, fu_events.c.body).where(fu_events.c.stream_id.in_(_IDS))
+_EVENTS_OF = select(fu_events.c.stream_id, fu_events.c.event_id, fu_events.c.body).where(
+    fu_events.c.stream_id.in_(_IDS)
+)
 _DIRTY_OF = select(fu_dirty.c.stream_id).where(fu_dirty.c.stream_id.in_(_IDS))
 _DIRTY_FIRST = select(fu_dirty.c.stream_id).order_by(fu_dirty.c.stream_id).limit(bindparam("limit"))
 _CLEAR_DIRTY = delete(fu_dirty).where(fu_dirty.c.stream_id.in_(_IDS))
@@ -161,6 +164,7 @@ class FollowupProjection:
     def __init__(self, settings: Settings | None = None, *, deferred: bool = False) -> None:
         self.settings = settings or Settings()  # type: ignore[call-arg]  # read from the environment
         self.deferred = deferred
+        self.decoded = DecodedEvents()
 
     # --- Projection protocol -------------------------------------------------------------
 
@@ -323,8 +327,8 @@ class FollowupProjection:
     def load_events(self, conn: Connection, stream_ids: Iterable[str]) -> dict[str, list[EventEnvelope]]:
         by_stream: defaultdict[str, list[EventEnvelope]] = defaultdict(list)
         for chunk in _chunks(sorted(set(stream_ids))):
-            for stream_id, body in conn.execute(_EVENTS_OF, {"ids": chunk}):
-                by_stream[stream_id].append(EventEnvelope.from_wire(json.loads(body)))
+            for stream_id, event_id, body in conn.execute(_EVENTS_OF, {"ids": chunk}):
+                by_stream[stream_id].append(self.decoded.get(event_id, body))
         return by_stream
 
     def picture(self, conn: Connection, stream_id: str) -> ChildPicture | None:
@@ -397,6 +401,35 @@ class FollowupProjection:
 
 
 _first = itemgetter(0)
+
+
+class DecodedEvents:
+    """The envelopes of `fu_events` bodies decoded lately, by event id (at most `size`, the oldest
+    forgotten first; safe to share between threads).
+
+    A child's events are read again and again: by every batch that touches the child (`reproject`)
+    and by every GET /cases of it (`picture`), and decoding a body (JSON, then the payload's
+    validation) is most of that read. A body never changes once stored (one row per event id, the
+    envelope as the log holds it), and an envelope is immutable, so one decoded before is as good.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._by_id: dict[str, EventEnvelope] = {}
+        self._lock = threading.Lock()
+        self.decodes = 0  # bodies decoded (for tests)
+
+    def get(self, event_id: str, body: str) -> EventEnvelope:
+        """The envelope of this stored row (`event_id`, `body`)."""
+        env = self._by_id.get(event_id)
+        if env is None:
+            env = EventEnvelope.from_wire(json.loads(body))
+            with self._lock:
+                self.decodes += 1
+                self._by_id[event_id] = env
+                while len(self._by_id) > self.size:
+                    del self._by_id[next(iter(self._by_id))]
+        return env
 
 
 def _team_and_due(row: tuple[Any, ...]) -> tuple[Any, ...]:
