@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 
 from services.followup.projection import DecodedEvents, FollowupProjection
@@ -25,10 +26,19 @@ def _child(engine: Engine, projection: FollowupProjection, child: str = "c-cache
     return s
 
 
-def test_a_second_read_of_a_child_decodes_nothing_and_gives_the_same_picture(tmp_path: Path) -> None:
+Given = tuple[Engine, FollowupProjection, Stream]
+
+
+@pytest.fixture
+def given(tmp_path: Path) -> Given:
+    """A projection that has stored one child's events."""
     engine = new_engine(tmp_path)
     projection = FollowupProjection()
-    s = _child(engine, projection)
+    return engine, projection, _child(engine, projection)
+
+
+def test_a_second_read_of_a_child_decodes_nothing_and_gives_the_same_picture(given: Given) -> None:
+    engine, projection, s = given
     with engine.connect() as conn:
         first = projection.picture(conn, s.stream_id)
         decodes = projection.decoded.decodes
@@ -39,10 +49,8 @@ def test_a_second_read_of_a_child_decodes_nothing_and_gives_the_same_picture(tmp
     assert [case_view(second, c, at) for c in second.cases] == [case_view(first, c, at) for c in first.cases]
 
 
-def test_a_late_event_is_read_beside_the_remembered_ones(tmp_path: Path) -> None:
-    engine = new_engine(tmp_path)
-    projection = FollowupProjection()
-    s = _child(engine, projection)
+def test_a_late_event_is_read_beside_the_remembered_ones(given: Given) -> None:
+    engine, projection, s = given
     with engine.connect() as conn:
         before = projection.picture(conn, s.stream_id)
     assert before is not None and before.cases
