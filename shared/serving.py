@@ -28,9 +28,9 @@ def serve(app: FastAPI, *, host: str, port: int, log_level: str) -> None:
 
     Logging stays the JSON logging of `shared.logs` (no uvicorn log config), and the one access
     line per request is `RequestContextMiddleware`'s (method, route template, status, duration,
-    request and correlation ids): uvicorn's own access log would write a second line for every
-    request, which costs as much CPU again and says less. What is loaded at start is frozen out
-    of the collector's full passes (`long_lived_frozen`).
+    caller, request and correlation ids): uvicorn's own access log wrote a second line for every
+    request, doubling the log volume and saying less. What is loaded at start is frozen out of
+    the collector's full passes (`long_lived_frozen`).
     """
     import uvicorn
 
