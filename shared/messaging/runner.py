@@ -345,15 +345,21 @@ class ProjectionWorker:
                 backoff = min(backoff * 2, 5.0)
         self._reset_source()
 
-    def _group_committed(self) -> int | None:
+    def _group_offsets(self) -> tuple[int, int] | None:
+        """`KafkaSource.group_committed`; None when the source is not Kafka, the topic's
+        partitions are not known yet, or the broker does not answer now."""
         source = self._source
         if not isinstance(source, KafkaSource):
             return None
         try:
-            found = source.group_committed()
-        except Exception:  # the broker does not answer now: no mark (the check then decides alone)
+            return source.group_committed()
+        except Exception:  # logged; the callers treat it as "cannot tell"
             log.debug("projection %s: group offsets not read", self.projection.name, exc_info=True)
             return None
+
+    def _group_committed(self) -> int | None:
+        """What the group has committed now (None: cannot tell; the check then decides alone)."""
+        found = self._group_offsets()
         return None if found is None else found[0]
 
     def _partitions_orphaned(self, mark: int | None) -> bool:
@@ -364,14 +370,8 @@ class ProjectionWorker:
         would only make the group rebalance, pausing the consumer that works."""
         if not self._partitions_unassigned():
             return False
-        source = self._source
-        assert isinstance(source, KafkaSource)
-        try:
-            found = source.group_committed()
-        except Exception:  # cannot tell: reopen, as for a consumer left without partitions
-            log.debug("projection %s: group offsets not read", self.projection.name, exc_info=True)
-            return True
-        if found is None:
+        found = self._group_offsets()
+        if found is None:  # cannot tell: reopen, as for a consumer left without partitions
             return True
         committed, end = found
         if mark is not None and committed > mark:
