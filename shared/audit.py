@@ -124,7 +124,7 @@ class AuditWriter:
 
     `reading()` gives the connection to read an answer with and the function to note its entries.
     On SQLite the read is a snapshot (`shared.db.read_only`: it holds up no writer) and the entries
-    are then committed by `record`, together with those of concurrent answers (group commit): of
+    are then committed when the read ends, together with those of concurrent answers (group commit): of
     the requests waiting at a moment, one commits everything pending in one transaction while the
     others wait on a condition here, instead of each taking the database's one write lock in turn
     (sleeping in SQLite's busy handler). On PostgreSQL, where readers never block writers and
@@ -162,13 +162,8 @@ class AuditWriter:
             yield conn, note
         self._record_rows(noted)
 
-    def record(
-        self, principal: Principal, child_ids: Iterable[str], endpoint: str, service: str
-    ) -> None:
-        """Commit these entries (with those of concurrent callers); returns once they are in."""
-        self._record_rows(audit_rows(principal, child_ids, endpoint, service))
-
     def _record_rows(self, rows: list[AuditRow]) -> None:
+        """Commit these entries (with those of concurrent callers); returns once they are in."""
         if not rows:
             return
         mine = _Pending(rows)

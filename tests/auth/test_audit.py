@@ -153,13 +153,19 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -
         time.sleep(0.01)
 
 
+def _audited_read(writer: AuditWriter, who: Principal, child_ids: list[str], endpoint: str) -> None:
+    """An answer read through `writer` that shows these children (its entries committed on exit)."""
+    with writer.reading() as (_conn, note):
+        note(who, child_ids, endpoint, "followup")
+
+
 def test_writer_commits_the_entries_of_waiting_requests_together(engine: Engine) -> None:
     writer = AuditWriter(engine)
     errors: list[BaseException] = []
 
     def read(child: str) -> None:
         try:
-            writer.record(CASEWORKER, [child], "GET /cases/{case_id}", "followup")
+            _audited_read(writer, CASEWORKER, [child], "GET /cases/{case_id}")
         except BaseException as exc:
             errors.append(exc)
 
@@ -189,12 +195,12 @@ def test_writer_raises_to_every_request_of_a_failed_commit(engine: Engine) -> No
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE audit_log RENAME TO audit_log_away")
     with pytest.raises(OperationalError):
-        writer.record(CASEWORKER, ["c1"], "GET /cases/{case_id}", "followup")
+        _audited_read(writer, CASEWORKER, ["c1"], "GET /cases/{case_id}")
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE audit_log_away RENAME TO audit_log")
     assert _count(engine) == 0
-    writer.record(CASEWORKER, ["c2", "c2"], "GET /deadlines", "followup")
-    writer.record(CASEWORKER, [], "GET /deadlines", "followup")  # no children: nothing to commit
+    _audited_read(writer, CASEWORKER, ["c2", "c2"], "GET /deadlines")
+    _audited_read(writer, CASEWORKER, [], "GET /deadlines")  # no children: nothing to commit
     assert writer.commits == 1
     with engine.connect() as conn:
         assert conn.execute(select(audit_log.c.child_id)).scalars().all() == ["c2"]
