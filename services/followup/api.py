@@ -3,8 +3,9 @@ caseload, and the municipality's cadence profile (for the `chef`; a change is an
 shared log: services.followup.profiles).
 
 Every endpoint requires a bearer token; the scope is enforced with `shared.auth`; every read of
-case-level data about children writes one audit entry per child (`shared.audit.write_audit`) in
-the same transaction as the read.
+case-level data about children writes one audit entry per child (`shared.audit.AuditWriter`),
+committed before the answer goes out (on PostgreSQL in the read's own transaction, on SQLite
+together with the entries of concurrent answers).
 """
 
 from __future__ import annotations
