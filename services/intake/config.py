@@ -45,6 +45,14 @@ class Settings(ServiceSettings, OpsSettings):
         description="Processes that parse a large bulk import's lines while the importing process writes "
         "(used only when a core is free; 0 = parse in the importing process).",
     )
+    group_commit_linger_ms: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description="POST /records: a group commit holding fewer records than its previous transaction "
+        "waits at most this long for more (the clients of that transaction coming back), so concurrent "
+        "clients share one transaction instead of alternating a large and a tiny one (0 = never wait).",
+    )
     run_relay: bool = Field(True, description="With transport=kafka, run the outbox relay in the service.")
     auto_create_tables: bool = Field(
         False, description="Create missing tables at start-up (development; production uses migrations)."

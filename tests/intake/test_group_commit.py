@@ -146,3 +146,62 @@ def test_concurrent_posts_over_http_have_exactly_one_winner_per_child(
     assert sorted(codes[:8]) == [201] + [422] * 7  # one open case per child
     assert sorted(codes[8:]) == [200, 200, 200, 201]  # the same record: accepted once
     assert count(engine) == 2
+
+
+def _cases(service: IntakeService, first: int, n: int) -> list[RecordBase]:
+    return [
+        parsed(service, case_opened(f"r-{i}", f"S-{i}", f"01011040{i:02d}")) for i in range(first, first + n)
+    ]
+
+
+async def _first_then_rest(committer: group.LoopGroupCommit, records: list[RecordBase]) -> list[Outcome]:
+    """One record, then (50 ms later) the others: clients coming back one by one after a commit."""
+    first = asyncio.ensure_future(committer.submit(records[0], "cid-first"))
+    await asyncio.sleep(0.05)
+    rest = await asyncio.gather(*(committer.submit(r, f"cid-{i}") for i, r in enumerate(records[1:])))
+    return [await first, *rest]
+
+
+@pytest.mark.parametrize(("linger", "transactions"), [(30.0, 2), (0.0, 3)])
+def test_the_writer_waits_for_as_many_records_as_its_previous_transaction_held(
+    service: IntakeService, engine: Engine, linger: float, transactions: int
+) -> None:
+    """Four clients commit together; then one comes back first. With a linger the writer waits for
+    the other three (one transaction of four again), without it the first gets a transaction alone."""
+
+    async def scenario() -> tuple[list[Outcome], list[Outcome], group.LoopGroupCommit]:
+        committer = group.LoopGroupCommit(service, linger=linger)
+        together = await asyncio.gather(*(committer.submit(r, "c") for r in _cases(service, 1, 4)))
+        return together, await _first_then_rest(committer, _cases(service, 5, 4)), committer
+
+    together, apart, committer = asyncio.run(scenario())
+    assert [o.status for o in together + apart] == ["accepted"] * 8
+    assert (committer.transactions, committer.records) == (transactions, 8)
+    assert count(engine) == 8
+
+
+def test_the_wait_is_bounded_and_a_lone_client_never_waits(service: IntakeService, engine: Engine) -> None:
+    async def scenario() -> tuple[float, float, group.LoopGroupCommit]:
+        committer = group.LoopGroupCommit(service, linger=0.3)
+        await asyncio.gather(*(committer.submit(r, "c") for r in _cases(service, 1, 4)))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await committer.submit(_cases(service, 5, 1)[0], "c")  # nobody else comes: waits out the linger
+        bounded = loop.time() - started
+        lone = _cases(service, 6, 1)[0]
+        started = loop.time()
+        await committer.submit(lone, "c")  # its previous transaction held one record: no wait
+        return bounded, loop.time() - started, committer
+
+    bounded, lone, committer = asyncio.run(scenario())
+    assert 0.3 <= bounded < 5
+    assert lone < 0.3
+    assert (committer.transactions, committer.records) == (3, 6)
+    assert count(engine) == 6
+
+
+def test_the_linger_comes_from_the_settings(service: IntakeService) -> None:
+    async def linger() -> float:
+        return group.committer(service).linger
+
+    assert asyncio.run(linger()) == service.settings.group_commit_linger_ms / 1000 > 0
