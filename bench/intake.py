@@ -707,6 +707,10 @@ def load_test(
         threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
         for t in threads:
             t.start()
+        warmed = time.monotonic() + 120
+        while start.n_waiting < clients and not errors and time.monotonic() < warmed:
+            time.sleep(0.01)  # every client done with its warm-up: the metrics before the timed part
+        before = group_commits(base_url)
         start.wait()
         t0 = time.perf_counter()
         stop_at[0] = t0 + max_seconds
@@ -714,6 +718,7 @@ def load_test(
             t.join(max_seconds + 60)
         seconds = time.perf_counter() - t0
         server_rss = vm_hwm_kib(proc.pid)
+        after = group_commits(base_url)
     if errors:
         raise RuntimeError(f"load test client failed: {errors[0]!r}")
     all_lat = sorted(x for lat in latencies for x in lat)
@@ -733,7 +738,24 @@ def load_test(
         "client": client_kind,
         "clients_that_posted": sum(1 for lat in latencies if lat),
         "server_peak_rss_kib": server_rss,
+        "transactions": after[1] - before[1],
+        "records_per_transaction": round((after[0] - before[0]) / (after[1] - before[1]), 2)
+        if after[1] > before[1]
+        else None,
     }
+
+
+def group_commits(base_url: str) -> tuple[float, float]:
+    """The server's `intake_group_commit_records` (sum, count): records and committed transactions
+    of single POSTs so far."""
+    import httpx
+
+    found = {"sum": 0.0, "count": 0.0}
+    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
+        for key in found:
+            if line.startswith(f"intake_group_commit_records_{key} "):
+                found[key] = float(line.split()[1])
+    return found["sum"], found["count"]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -874,6 +896,8 @@ def run_single(args: argparse.Namespace, base: Path, dbs: Databases) -> dict[str
         "peak_rss_mib": round(s["server_peak_rss_kib"] / 1024, 1),
         "statuses": s["statuses"],
         "clients_that_posted": s["clients_that_posted"],
+        "transactions": s["transactions"],
+        "records_per_transaction": s["records_per_transaction"],
         "load_avg": [la, load_avg()],
     }
 
@@ -894,6 +918,12 @@ def markdown(doc: dict[str, Any]) -> str:
             f" {r.get('baseline_per_s', '')} | {r.get('ratio', '')} |"
             f" {', '.join(str(x) for x in r.get('load_avg', []))} |"
         )
+    for r in doc["rows"]:
+        if r.get("records_per_transaction") is not None:
+            lines.append(
+                f"\n{r['benchmark']}: {r['transactions']:.0f} transactions,"
+                f" {r['records_per_transaction']} records per transaction (group commit)."
+            )
     return "\n".join(lines)
 
 

@@ -120,6 +120,10 @@ def intake_rows(doc: dict[str, Any]) -> list[Row]:
                     met=below(p99, p99_target),
                 )
             )
+            per_transaction = r.get("records_per_transaction")
+            if per_transaction is not None:
+                label = f"{name}: records per transaction (group commit)"
+                out.append(row("intake", label, mode, per_transaction, "records"))
         elif "2x" in name:
             growth = r.get("rss_growth_mib_vs_1x")
             out.append(

@@ -19,6 +19,8 @@ Metrics (all per app, computed at scrape time where they come from a database or
     http_request_duration_seconds{method,route,status}       histogram
     service_info{service,transport}                          1
     intake_records_total{type,status,reason}                 counter: accepted | duplicate | rejected
+    intake_group_commit_records                              histogram: records per transaction of
+                                                             concurrent single POSTs (group commit)
     outbox_size, outbox_oldest_age_seconds                   intake: unpublished outbox rows
     outbox_published_total                                   intake, when it runs the relay
     projection_lag_events{projection}                        from the worker, else from outside

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from prometheus_client import Histogram
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
@@ -86,6 +87,12 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     ops.on_close(outcomes.close)
     app.state.record_outcomes = outcomes
     app.state.intake.outcomes = outcomes
+    app.state.intake.group_commits = Histogram(
+        "intake_group_commit_records",
+        "Records per committed transaction of concurrent single POST /records (group commit).",
+        buckets=GROUP_COMMIT_BUCKETS,
+        registry=ops.registry,
+    )
     ops.add_collector(observability.outbox_collector(engine, lambda: app.state.relay))
     # The broker is this process's dependency only when it runs the relay: the outbox keeps intake
     # accepting records while Kafka is away (a separate relay process, as in compose, catches up).
@@ -123,12 +130,23 @@ def _record_type(record: Any) -> str:
     return value if isinstance(value, str) else "unknown"
 
 
+GROUP_COMMIT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
 class CountedIntakeService(IntakeService):
     """The service of the HTTP app: every outcome of `parse`, `write` and `write_many` goes to
     `intake_records_total` (`RecordOutcomes` counts a written one when its transaction commits).
-    `write_many` may fall back to `write` record by record: those are counted once, by `write_many`."""
+    `write_many` may fall back to `write` record by record: those are counted once, by `write_many`.
+    Each committed group-commit transaction of single POSTs goes to `intake_group_commit_records`."""
 
     outcomes: observability.RecordOutcomes | None = None
+    group_commits: Histogram | None = None
+
+    def commit_batch(self, batch: Sequence[tuple[RecordBase, str]]) -> list[Outcome | Exception]:
+        results = super().commit_batch(batch)  # committed when it returns
+        if self.group_commits is not None:
+            self.group_commits.observe(len(batch))
+        return results
 
     def parse(self, obj: Any) -> RecordBase | Rejection:
         parsed = super().parse(obj)

@@ -205,3 +205,34 @@ def test_the_linger_comes_from_the_settings(service: IntakeService) -> None:
         return group.committer(service).linger
 
     assert asyncio.run(linger()) == service.settings.group_commit_linger_ms / 1000 > 0
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_metrics_give_the_records_per_group_commit_transaction(client: TestClient) -> None:
+    """`intake_group_commit_records`: one observation per committed transaction of single POSTs,
+    its sum the records they held (whatever their outcome)."""
+    headers = auth(role="system")
+    bodies = [case_opened(f"m-{i}", f"S-M{i}", f"01011041{i:02d}") for i in range(6)]
+    bodies += [bodies[0]]  # a duplicate is a record of a transaction too
+    barrier = threading.Barrier(len(bodies))
+    codes: list[int] = []
+
+    def post(body: dict[str, Any]) -> None:
+        barrier.wait()
+        codes.append(client.post("/records", json=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(codes) == [200] + [201] * 6
+    text = client.get("/metrics").text
+    assert _metric(text, "intake_group_commit_records_sum") == len(bodies)
+    assert 1 <= _metric(text, "intake_group_commit_records_count") <= len(bodies)
