@@ -6,7 +6,9 @@ request parses its record on the event loop, puts it in this loop's queue and aw
 outcome. One writer task per loop takes everything queued (up to `max_batch`) and runs
 `IntakeService.commit_batch` in a worker thread: one transaction, one thread-pool hop for the lot,
 the outcomes those records would have had written one after another in arrival order. Whatever
-arrives meanwhile waits for the next turn.
+arrives meanwhile waits for the next turn. A request learns its outcome only after the commit
+that holds its record; if that transaction fails (a database outage), every request of it gets
+the error (nothing of it was stored).
 
 Before it takes a turn with fewer records queued than its previous transaction held, the writer
 waits up to `linger` seconds for that many (`group_commit_linger_ms`). Without that, concurrent
@@ -15,9 +17,7 @@ commit found the writer idle and got a transaction of its own, and everyone else
 it. Measured with 16 clients on this machine: transactions of 15 and 1 records alternating, about
 800 records/s on PostgreSQL and 1,150 on SQLite; with the wait, 16 per transaction, about 1,000 and
 1,550. A lone client never waits (its previous transaction held one record), and after a burst the
-wait is at most `linger`. A request learns its outcome only after the commit
-that holds its record; if that transaction fails (a database outage), every request of it gets
-the error (nothing of it was stored).
+wait is at most `linger`.
 """
 
 from __future__ import annotations
