@@ -200,11 +200,11 @@ def run(scale_name: str, modes: list[str], out_dir: Path) -> int:
         "rows": rows,
     }
     (out_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
-    s = summary
     header = (
         f"Benchmarks, {when}, scale `{scale_name}` ({', '.join(f'{k}={v:,}' for k, v in scale.items())}); "
         f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, Python {info['python']}, "
-        f"{info['system']}. Whole run {total / 60:.1f} min. Targets met: {s['met']} of {s['with_target']}."
+        f"{info['system']}. Whole run {total / 60:.1f} min. "
+        f"Targets met: {summary['met']} of {summary['with_target']}."
     )
     md = [
         report.markdown(rows, header),

@@ -749,13 +749,14 @@ def group_commits(base_url: str) -> tuple[float, float]:
     """The server's `intake_group_commit_records` (sum, count): records and committed transactions
     of single POSTs so far."""
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
-    found = {"sum": 0.0, "count": 0.0}
-    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
-        for key in found:
-            if line.startswith(f"intake_group_commit_records_{key} "):
-                found[key] = float(line.split()[1])
-    return found["sum"], found["count"]
+    found = {"intake_group_commit_records_sum": 0.0, "intake_group_commit_records_count": 0.0}
+    for family in text_string_to_metric_families(httpx.get(base_url + "/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name in found:
+                found[sample.name] = sample.value
+    return found["intake_group_commit_records_sum"], found["intake_group_commit_records_count"]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -18,6 +18,7 @@ from services.intake.domain.records import RecordBase, Rejection
 from services.intake.service import IntakeService, Outcome
 from shared.eventstore.schema import events
 from tests.intake.conftest import auth, example
+from tests.ops.support import scrape, total
 
 
 def parsed(service: IntakeService, raw: dict[str, Any]) -> RecordBase:
@@ -207,13 +208,6 @@ def test_the_linger_comes_from_the_settings(service: IntakeService) -> None:
     assert asyncio.run(linger()) == service.settings.group_commit_linger_ms / 1000 > 0
 
 
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 def test_metrics_give_the_records_per_group_commit_transaction(client: TestClient) -> None:
     """`intake_group_commit_records`: one observation per committed transaction of single POSTs,
     its sum the records they held (whatever their outcome)."""
@@ -233,6 +227,6 @@ def test_metrics_give_the_records_per_group_commit_transaction(client: TestClien
     for t in threads:
         t.join(60)
     assert sorted(codes) == [200] + [201] * 6
-    text = client.get("/metrics").text
-    assert _metric(text, "intake_group_commit_records_sum") == len(bodies)
-    assert 1 <= _metric(text, "intake_group_commit_records_count") <= len(bodies)
+    samples = scrape(client)
+    assert total(samples, "intake_group_commit_records_sum") == len(bodies)
+    assert 1 <= total(samples, "intake_group_commit_records_count") <= len(bodies)
