@@ -1,20 +1,31 @@
 """Audit log of reads of case-level data about a child (domain.md §8).
 
-Append-only: `write_audit` inserts rows in the caller's transaction, `AuditWriter` commits the rows
-of concurrent reads together before their answers go out; the only API on the log is the `chef`'s
+Append-only: `write_audit` records a read in the caller's transaction, `AuditWriter` commits the
+reads of concurrent answers together before they go out; the only API on the log is the `chef`'s
 read by child (`audit_router`). Nothing updates or deletes entries.
+
+One read is one row of `audit_reads` (who, role, when, which endpoint) naming the set of children
+it showed; a set is stored once per municipality (`audit_child_sets`, keyed by a digest of its
+sorted child pseudonyms) with one row per child (`audit_child_set_members`, indexed by child).
+A worklist names a thousand children and is read again and again with the same ones, so a read
+costs one row instead of a row (and a random index insertion) per child; nothing is lost: the
+view `audit_log` gives the classic one entry per (read, child), and `read_audit` finds every read
+of a child through the member index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Column,
     Connection,
@@ -25,18 +36,19 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
+    event,
     insert,
     select,
 )
 
 from shared.auth import CurrentPrincipal, Principal, require_role
-from shared.casework.isotext import sqlite_utc_text
-from shared.db import executemany, param_mark, read_only, write_transaction
+from shared.db import executemany, insert_or_skip, param_mark, read_only, write_transaction
 
 audit_metadata = MetaData()
 
-audit_log = Table(
-    "audit_log",
+audit_reads = Table(
+    "audit_reads",
     audit_metadata,
     Column(
         "id",
@@ -48,48 +60,177 @@ audit_log = Table(
     Column("sub", String(200), nullable=False),
     Column("role", String(20), nullable=False),
     Column("municipality", String(3), nullable=False),
-    Column("child_id", String(100), nullable=False),
     Column("endpoint", String(300), nullable=False),
     Column("service", String(50), nullable=False),
-    Index("ix_audit_log_municipality_child", "municipality", "child_id", "at"),
+    Column("child_set_id", BigInteger(), nullable=False),
+    Index("ix_audit_reads_child_set_at", "child_set_id", "at"),
 )
 
+audit_child_sets = Table(
+    "audit_child_sets",
+    audit_metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("municipality", String(3), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("size", Integer(), nullable=False),
+    UniqueConstraint("municipality", "digest", name="uq_audit_child_sets_municipality_digest"),
+)
 
-AUDIT_COLUMNS = ("at", "sub", "role", "municipality", "child_id", "endpoint", "service")
+audit_child_set_members = Table(
+    "audit_child_set_members",
+    audit_metadata,
+    Column("set_id", BigInteger(), primary_key=True),
+    Column("child_id", String(100), primary_key=True),
+    Column("municipality", String(3), nullable=False),
+    Index("ix_audit_child_set_members_child", "municipality", "child_id", "set_id"),
+)
 
-AuditRow = tuple[datetime, str, str, str, str, str, str]
+# The classic shape, one entry per (read, child): a view, for people and tests reading the log by
+# hand. It is not part of `audit_metadata` (nothing creates it as a table).
+AUDIT_LOG_VIEW_SQL = (
+    "SELECT r.id AS id, r.at AS at, r.sub AS sub, r.role AS role, r.municipality AS municipality, "
+    "m.child_id AS child_id, r.endpoint AS endpoint, r.service AS service "
+    "FROM audit_reads r JOIN audit_child_set_members m ON m.set_id = r.child_set_id"
+)
+audit_view_metadata = MetaData()
+audit_log = Table(
+    "audit_log",
+    audit_view_metadata,
+    Column("id", BigInteger()),
+    Column("at", DateTime(timezone=True)),
+    Column("sub", String(200)),
+    Column("role", String(20)),
+    Column("municipality", String(3)),
+    Column("child_id", String(100)),
+    Column("endpoint", String(300)),
+    Column("service", String(50)),
+)
+event.listen(
+    audit_metadata,
+    "after_create",
+    DDL(f"CREATE VIEW IF NOT EXISTS audit_log AS {AUDIT_LOG_VIEW_SQL}").execute_if(dialect="sqlite"),
+)
+event.listen(
+    audit_metadata,
+    "after_create",
+    DDL(f"CREATE OR REPLACE VIEW audit_log AS {AUDIT_LOG_VIEW_SQL}").execute_if(dialect="postgresql"),
+)
+event.listen(audit_metadata, "before_drop", DDL("DROP VIEW IF EXISTS audit_log"))
 
 
-def audit_rows(
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One read: `principal` saw data about `children` (distinct, sorted) through `endpoint`."""
+
+    at: datetime
+    sub: str
+    role: str
+    municipality: str
+    children: tuple[str, ...]
+    endpoint: str
+    service: str
+
+
+def child_set_digest(children: Sequence[str]) -> str:
+    """The key of a set of children: SHA-256 of the sorted distinct pseudonyms, one per line."""
+    return hashlib.sha256("\n".join(children).encode()).hexdigest()
+
+
+def audit_entry(
     principal: Principal,
     child_ids: Iterable[str],
     endpoint: str,
     service: str,
     at: datetime | None = None,
-) -> list[AuditRow]:
-    """The entries (in the order of `AUDIT_COLUMNS`) that `principal` read data about each child:
-    one per distinct child id, all at `at` (default now), in the order of the log's index."""
-    when = at or datetime.now(UTC)
-    sub, role, municipality = principal.sub, principal.role, principal.municipality
-    return [(when, sub, role, municipality, child, endpoint, service) for child in sorted(set(child_ids))]
+) -> AuditEntry | None:
+    """The entry that `principal` read data about each child at `at` (default now); None when
+    the answer named no child (nothing to record)."""
+    children = tuple(sorted(set(child_ids)))
+    if not children:
+        return None
+    return AuditEntry(
+        at or datetime.now(UTC),
+        principal.sub,
+        principal.role,
+        principal.municipality,
+        children,
+        endpoint,
+        service,
+    )
 
 
-def insert_audit_rows(conn: Connection, rows: Sequence[AuditRow]) -> None:
-    """INSERT `rows` in the caller's transaction, as positional tuples straight to the driver (a
-    worklist can name a thousand children); the instant is stored as SQLAlchemy's `DateTime` stores
-    it (naive UTC text on SQLite)."""
-    if not rows:
-        return
+def _find_child_set(conn: Connection, municipality: str, digest: str) -> int | None:
+    found = conn.execute(
+        select(audit_child_sets.c.id).where(
+            audit_child_sets.c.municipality == municipality, audit_child_sets.c.digest == digest
+        )
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def child_set_id(conn: Connection, municipality: str, children: Sequence[str]) -> int:
+    """The id of this set of children (distinct, sorted) in `municipality`, stored with its
+    members in the caller's transaction the first time it is seen. Safe against a concurrent
+    writer storing the same set: the unique digest decides, the loser reads the winner's id."""
+    digest = child_set_digest(children)
+    found = _find_child_set(conn, municipality, digest)
+    if found is not None:
+        return found
+    stmt = (
+        insert_or_skip(conn, audit_child_sets, "municipality", "digest")
+        .values(municipality=municipality, digest=digest, size=len(children))
+        .returning(audit_child_sets.c.id)
+    )
+    new = conn.execute(stmt).scalar_one_or_none()
+    if new is None:  # stored by a concurrent transaction that committed meanwhile
+        return int(conn.execute(
+            select(audit_child_sets.c.id).where(
+                audit_child_sets.c.municipality == municipality, audit_child_sets.c.digest == digest
+            )
+        ).scalar_one())
+    set_id = int(new)
+    members = [(set_id, child, municipality) for child in children]
     try:
         mark = param_mark(conn.dialect)
     except ValueError:  # another driver than the two this project runs on: the usual way
-        conn.execute(insert(audit_log), [dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in rows])
+        conn.execute(
+            insert(audit_child_set_members),
+            [{"set_id": s, "child_id": c, "municipality": m} for s, c, m in members],
+        )
+        return set_id
+    marks = ", ".join([mark] * 3)
+    sql = f"INSERT INTO audit_child_set_members (set_id, child_id, municipality) VALUES ({marks})"
+    executemany(conn, sql, members)
+    return set_id
+
+
+def insert_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) -> None:
+    """Record `entries` in the caller's transaction: one `audit_reads` row each, their child sets
+    found or stored first."""
+    if not entries:
         return
-    if conn.dialect.name == "sqlite":
-        rows = [(sqlite_utc_text(row[0]), *row[1:]) for row in rows]  # type: ignore[misc]
-    marks = ", ".join([mark] * len(AUDIT_COLUMNS))
-    sql = f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) VALUES ({marks})"
-    executemany(conn, sql, rows)
+    set_ids: dict[tuple[str, tuple[str, ...]], int] = {}
+    reads: list[dict[str, Any]] = []
+    for entry in entries:
+        key = (entry.municipality, entry.children)
+        set_id = set_ids.get(key)
+        if set_id is None:
+            set_id = set_ids[key] = child_set_id(conn, entry.municipality, entry.children)
+        reads.append({
+            "at": entry.at,
+            "sub": entry.sub,
+            "role": entry.role,
+            "municipality": entry.municipality,
+            "endpoint": entry.endpoint,
+            "service": entry.service,
+            "child_set_id": set_id,
+        })
+    conn.execute(insert(audit_reads), reads)
 
 
 def write_audit(
@@ -99,19 +240,21 @@ def write_audit(
     endpoint: str,
     service: str,
 ) -> None:
-    """Record that `principal` read data about each child, one row per distinct child id.
+    """Record that `principal` read data about each child (nothing when there is none).
 
     Runs in the caller's transaction (commit with the read, or not at all). `endpoint` is what was
     called, e.g. `"GET /cases/{case_id}"`; never put a CPR or a token in it.
     """
-    insert_audit_rows(conn, audit_rows(principal, child_ids, endpoint, service))
+    entry = audit_entry(principal, child_ids, endpoint, service)
+    if entry is not None:
+        insert_audit_entries(conn, [entry])
 
 
 class _Pending:
-    __slots__ = ("rows", "done", "error")
+    __slots__ = ("entries", "done", "error")
 
-    def __init__(self, rows: list[AuditRow]) -> None:
-        self.rows = rows
+    def __init__(self, entries: list[AuditEntry]) -> None:
+        self.entries = entries
         self.done = False
         self.error: BaseException | None = None
 
@@ -153,20 +296,22 @@ class AuditWriter:
 
                 yield conn, write_now
             return
-        noted: list[AuditRow] = []
+        noted: list[AuditEntry] = []
 
         def note(principal: Principal, child_ids: Iterable[str], endpoint: str, service: str) -> None:
-            noted.extend(audit_rows(principal, child_ids, endpoint, service))
+            entry = audit_entry(principal, child_ids, endpoint, service)
+            if entry is not None:
+                noted.append(entry)
 
         with read_only(self.engine).connect() as conn:
             yield conn, note
-        self._record_rows(noted)
+        self._record(noted)
 
-    def _record_rows(self, rows: list[AuditRow]) -> None:
+    def _record(self, entries: list[AuditEntry]) -> None:
         """Commit these entries (with those of concurrent callers); returns once they are in."""
-        if not rows:
+        if not entries:
             return
-        mine = _Pending(rows)
+        mine = _Pending(entries)
         with self._cond:
             self._pending.append(mine)
             while not mine.done:
@@ -183,8 +328,8 @@ class AuditWriter:
                     error = exc
                 finally:
                     self._cond.acquire()
-                    for entry in batch:
-                        entry.done, entry.error = True, error
+                    for pending in batch:
+                        pending.done, pending.error = True, error
                     self._flushing = False
                     self._cond.notify_all()
         if mine.error is not None:
@@ -192,7 +337,7 @@ class AuditWriter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         with write_transaction(self.engine) as conn:
-            insert_audit_rows(conn, [row for entry in batch for row in entry.rows])
+            insert_audit_entries(conn, [entry for pending in batch for entry in pending.entries])
         self.commits += 1
 
 
@@ -202,11 +347,13 @@ def _utc(at: datetime) -> datetime:
 
 
 def read_audit(conn: Connection, municipality: str, child_id: str) -> list[dict[str, Any]]:
-    """The entries about one child of one municipality, oldest first."""
+    """The reads of one child of one municipality, oldest first."""
+    member, read = audit_child_set_members, audit_reads
     stmt = (
-        select(audit_log.c.at, audit_log.c.sub, audit_log.c.role, audit_log.c.endpoint, audit_log.c.service)
-        .where(audit_log.c.municipality == municipality, audit_log.c.child_id == child_id)
-        .order_by(audit_log.c.at, audit_log.c.id)
+        select(read.c.at, read.c.sub, read.c.role, read.c.endpoint, read.c.service)
+        .select_from(member.join(read, read.c.child_set_id == member.c.set_id))
+        .where(member.c.municipality == municipality, member.c.child_id == child_id)
+        .order_by(read.c.at, read.c.id)
     )
     return [
         {
@@ -223,7 +370,7 @@ def read_audit(conn: Connection, municipality: str, child_id: str) -> list[dict[
 def audit_router(service: str) -> APIRouter:
     """`GET /audit?child_id=..[&municipality=..]`: who read what about a child (`chef` only).
 
-    Reads from `request.app.state.engine`, which must hold the `audit_log` table.
+    Reads from `request.app.state.engine`, which must hold the audit tables (`audit_metadata`).
     """
     router = APIRouter(tags=["audit"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 
 from shared.db import make_engine
 from shared.migrations import migrate_service, service_at_head
@@ -58,3 +58,67 @@ def test_migrations_reach_head_and_match_the_models(
         diffs = compare_metadata(ctx, combined)
     engine.dispose()
     assert diffs == []
+
+
+_BEFORE_CHILD_SETS = {"intake": "7587e57e1660", "followup": "a701889de127", "ledelsesinfo": "0e03ffdc5cf8"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("service", SERVICES)
+def test_audit_rows_become_reads_of_child_sets_and_come_back(
+    service: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The old one-row-per-child audit log is carried over: the rows of one request become one read
+    of the set of its children, a set shared by two requests is stored once, every reader of a
+    child is still found by child, and a downgrade gives the very same rows back."""
+    from alembic import command
+
+    from shared.audit import read_audit
+    from shared.migrations import alembic_config, service_script_location
+
+    url = (
+        f"sqlite:///{tmp_path}/{service}.db"
+        if backend == "sqlite"
+        else request.getfixturevalue("fresh_pg_url")
+    )
+    cfg = alembic_config(url, service_script_location(service), f"alembic_version_{service}")
+    command.upgrade(cfg, _BEFORE_CHILD_SETS[service])
+    engine = make_engine(url)
+    t1, t2, t3 = "2026-11-02 08:00:00.000001", "2026-11-02 09:30:00.250000", "2026-11-03 10:00:00.000000"
+    old = [  # (at, sub, role, municipality, child_id, endpoint, service): three requests
+        (t1, "ida", "sagsbehandler", "657", "c2", "GET /deadlines", service),
+        (t1, "ida", "sagsbehandler", "657", "c1", "GET /deadlines", service),
+        (t2, "ida", "sagsbehandler", "657", "c1", "GET /deadlines", service),
+        (t2, "ida", "sagsbehandler", "657", "c2", "GET /deadlines", service),
+        (t3, "bo", "teamleder", "657", "c1", "GET /cases/{case_id}", service),
+    ]
+    cols = "at, sub, role, municipality, child_id, endpoint, service"
+    with engine.begin() as conn:
+        for row in old:
+            conn.execute(
+                text(f"INSERT INTO audit_log ({cols}) VALUES (:a, :s, :r, :m, :c, :e, :v)"),
+                dict(zip("asrmcev", row, strict=True)),
+            )
+        before = conn.execute(text(f"SELECT {cols} FROM audit_log ORDER BY id")).all()
+    engine.dispose()
+
+    migrate_service(service, url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_reads")).scalar_one() == 3
+        assert conn.execute(text("SELECT size FROM audit_child_sets ORDER BY size")).scalars().all() == [1, 2]
+        c1 = read_audit(conn, "657", "c1")
+        assert [(e["sub"], e["endpoint"]) for e in c1] == [
+            ("ida", "GET /deadlines"), ("ida", "GET /deadlines"), ("bo", "GET /cases/{case_id}")
+        ]
+        assert c1[0]["at"] == "2026-11-02T08:00:00.000001+00:00"
+        assert [e["at"] for e in read_audit(conn, "657", "c2")] == [c1[0]["at"], c1[1]["at"]]
+        assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 5  # the view
+    engine.dispose()
+
+    command.downgrade(cfg, _BEFORE_CHILD_SETS[service])
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        after = conn.execute(text(f"SELECT {cols} FROM audit_log ORDER BY id")).all()
+    engine.dispose()
+    assert sorted(after) == sorted(before)

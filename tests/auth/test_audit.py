@@ -14,7 +14,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
-from shared.audit import AuditWriter, audit_log, audit_metadata, audit_router, write_audit
+from shared.audit import (
+    AuditWriter,
+    audit_child_set_members,
+    audit_child_sets,
+    audit_log,
+    audit_metadata,
+    audit_reads,
+    audit_router,
+    read_audit,
+    write_audit,
+)
 from shared.auth import Principal
 from shared.db import make_engine, read_only
 
@@ -55,8 +65,71 @@ def test_one_row_per_distinct_child(engine: Engine) -> None:
     with engine.begin() as conn:
         write_audit(conn, CASEWORKER, ["c1", "c2", "c1", "c2", "c3"], "GET /deadlines", "followup")
     with engine.connect() as conn:
-        rows = conn.execute(select(audit_log.c.child_id).order_by(audit_log.c.id)).scalars().all()
+        rows = conn.execute(
+            select(audit_log.c.child_id).order_by(audit_log.c.id, audit_log.c.child_id)
+        ).scalars().all()
     assert rows == ["c1", "c2", "c3"]
+
+
+def test_a_set_of_children_is_stored_once_per_municipality(engine: Engine) -> None:
+    """Reads of the same children (in any order, with repeats) share one stored set; each read is a
+    row of its own, and each is found by each of its children."""
+    odd = 'c-"Ærø"'
+    with engine.begin() as conn:
+        write_audit(conn, CASEWORKER, ["c2", odd, "c1"], "GET /deadlines", "followup")
+    with engine.begin() as conn:
+        write_audit(conn, TEAMLEDER, ["c1", "c2", odd, "c2"], "GET /deadlines", "followup")
+        write_audit(conn, TEAMLEDER, ["c1"], "GET /cases/{case_id}", "followup")
+        write_audit(conn, OTHER_MUNI, ["c1", "c2", odd], "GET /deadlines", "followup")
+    with engine.connect() as conn:
+        sets = conn.execute(
+            select(audit_child_sets.c.municipality, audit_child_sets.c.size).order_by(audit_child_sets.c.id)
+        ).all()
+        members = conn.execute(
+            select(audit_child_set_members.c.child_id).where(audit_child_set_members.c.set_id == 1)
+        ).scalars().all()
+        reads = conn.execute(select(func.count()).select_from(audit_reads)).scalar_one()
+        by_child = {c: read_audit(conn, "657", c) for c in ("c1", "c2", odd)}
+    assert [tuple(s) for s in sets] == [("657", 3), ("657", 1), ("101", 3)]
+    assert sorted(members) == sorted(["c1", "c2", odd])
+    assert reads == 4
+    assert [e["sub"] for e in by_child["c1"]] == ["ida", "bo", "bo"]
+    assert [e["sub"] for e in by_child[odd]] == ["ida", "bo"] == [e["sub"] for e in by_child["c2"]]
+    assert _count(engine) == 3 + 3 + 1 + 3  # the view: one entry per (read, child)
+
+
+@pytest.mark.postgres
+def test_concurrent_first_reads_of_a_new_set_store_it_once(fresh_pg_url: str) -> None:
+    """Two transactions naming the same new set of children at once: the unique digest makes the
+    second wait for the first, then use its set; both reads are kept."""
+    engine = make_engine(fresh_pg_url)
+    try:
+        audit_metadata.create_all(engine)
+        first = engine.connect()
+        first.begin()
+        write_audit(first, CASEWORKER, ["c1", "c2"], "GET /deadlines", "followup")
+        errors: list[BaseException] = []
+
+        def second() -> None:
+            try:
+                with engine.begin() as conn:
+                    write_audit(conn, TEAMLEDER, ["c2", "c1"], "GET /deadlines", "followup")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        other = threading.Thread(target=second)
+        other.start()
+        time.sleep(0.5)
+        assert other.is_alive()  # waiting on the first one's new set
+        first.commit()
+        first.close()
+        other.join(30)
+        assert not errors
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(audit_child_sets)).scalar_one() == 1
+            assert [e["sub"] for e in read_audit(conn, "657", "c2")] == ["ida", "bo"]
+    finally:
+        engine.dispose()
 
 
 def test_no_children_no_rows(engine: Engine) -> None:
@@ -193,11 +266,11 @@ def test_writer_commits_the_entries_of_waiting_requests_together(engine: Engine)
 def test_writer_raises_to_every_request_of_a_failed_commit(engine: Engine) -> None:
     writer = AuditWriter(engine)
     with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE audit_log RENAME TO audit_log_away")
+        conn.exec_driver_sql("ALTER TABLE audit_reads RENAME TO audit_reads_away")
     with pytest.raises(OperationalError):
         _audited_read(writer, CASEWORKER, ["c1"], "GET /cases/{case_id}")
     with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE audit_log_away RENAME TO audit_log")
+        conn.exec_driver_sql("ALTER TABLE audit_reads_away RENAME TO audit_reads")
     assert _count(engine) == 0
     _audited_read(writer, CASEWORKER, ["c2", "c2"], "GET /deadlines")
     _audited_read(writer, CASEWORKER, [], "GET /deadlines")  # no children: nothing to commit

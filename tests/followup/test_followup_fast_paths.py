@@ -411,43 +411,6 @@ def sqlite_value(v: Any) -> Any:
     )
 
 
-# --------------------------------------------------------------------------- the audit rows
-
-
-def test_audit_rows_are_those_sqlalchemy_writes(engine: Engine) -> None:
-    """`write_audit` hands tuples straight to the driver: the same rows as SQLAlchemy's insert."""
-    from sqlalchemy import insert
-
-    from shared.audit import audit_log, audit_metadata, write_audit
-    from shared.auth import Principal
-
-    audit_metadata.create_all(engine)
-    who = Principal("tl-1", "teamleder", "657", frozenset({"syd"}), None)
-    children = ['c-"Ærø"', "c-anna", "c-dora", "c-anna", "c-b"]
-    with engine.begin() as conn:
-        write_audit(conn, who, children, "GET /deadlines", "followup")
-        at = conn.execute(select(audit_log.c.at)).scalars().first()
-        conn.execute(
-            insert(audit_log),
-            [
-                {"at": at, "sub": "tl-1", "role": "teamleder", "municipality": "657", "child_id": child,
-                 "endpoint": "GET /deadlines", "service": "followup"}
-                for child in dict.fromkeys(children)
-            ],
-        )
-    with engine.connect() as conn:
-        rows = [r._mapping for r in conn.execute(select(audit_log).order_by(audit_log.c.id))]
-        raw = conn.exec_driver_sql("SELECT at FROM audit_log ORDER BY id").scalars().all()
-    first, second = rows[:4], rows[4:]
-    assert len(first) == 4  # one row per distinct child
-
-    def key(r: Any) -> tuple[Any, ...]:
-        return tuple(v for k, v in r.items() if k != "id")
-
-    assert sorted(map(key, second)) == sorted(map(key, first))
-    assert len(set(raw)) == 1  # the instant is stored exactly as SQLAlchemy stores it
-
-
 # --------------------------------------------------------------------------- the WAL checkpointer
 
 

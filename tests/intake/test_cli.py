@@ -55,7 +55,9 @@ def test_migrate_creates_the_tables(cli_settings: Settings) -> None:
         "intake_underretninger",
         "intake_children",
         "intake_child_keys",
-        "audit_log",
+        "audit_reads",
+        "audit_child_sets",
+        "audit_child_set_members",
     } <= names
 
 
