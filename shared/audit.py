@@ -47,15 +47,15 @@ from shared.db import executemany, insert_or_skip, param_mark, read_only, write_
 
 audit_metadata = MetaData()
 
+
+def _id_column() -> Column[int]:
+    return Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+
+
 audit_reads = Table(
     "audit_reads",
     audit_metadata,
-    Column(
-        "id",
-        BigInteger().with_variant(Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _id_column(),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("sub", String(200), nullable=False),
     Column("role", String(20), nullable=False),
@@ -69,12 +69,7 @@ audit_reads = Table(
 audit_child_sets = Table(
     "audit_child_sets",
     audit_metadata,
-    Column(
-        "id",
-        BigInteger().with_variant(Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _id_column(),
     Column("municipality", String(3), nullable=False),
     Column("digest", String(64), nullable=False),
     Column("size", Integer(), nullable=False),
