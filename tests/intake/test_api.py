@@ -174,6 +174,34 @@ def test_more_than_24_hours_ahead_uses_the_injected_clock(client: TestClient) ->
     assert post(client, record).status_code == 201
 
 
+def test_records_cannot_tie_one_childs_case_to_another_childs_underretning(
+    client: TestClient, settings: Settings
+) -> None:
+    """A case is about one child: child B's underretning naming child A's case, a case of A opened
+    on B's underretning, and a conversation naming A's case and B's underretning are all refused,
+    with the field and why, and nothing is appended."""
+    for rid in ("ex-01", "ex-04", "ex-16"):  # A's underretning and case, B's underretning
+        assert post(client, example(rid)).status_code == 201
+    before = len(event_rows(settings))
+    on_a_case = {**example("ex-16"), "record_id": "x-1"}
+    on_a_case["data"] = {**on_a_case["data"], "underretning_id": "UR-0991", "case_id": "S-2001"}
+    a_case_on_b = {**example("ex-04"), "record_id": "x-2"}
+    a_case_on_b["data"] = {**a_case_on_b["data"], "case_id": "S-2002", "underretning_id": "UR-0990"}
+    talk = {**example("ex-07"), "record_id": "x-3"}
+    talk["data"] = {**talk["data"], "case_id": "S-2001", "underretning_id": "UR-0990"}
+    expected = {
+        "x-1": ("data.case_id", "case 'S-2001' is about another child"),
+        "x-2": ("data.underretning_id", "underretning 'UR-0990' is about another child"),
+        "x-3": ("data.underretning_id", "underretning 'UR-0990' is about another child than case 'S-2001'"),
+    }
+    for record in (on_a_case, a_case_on_b, talk):
+        resp = post(client, record)
+        assert resp.status_code == 422, resp.json()
+        field, words = expected[record["record_id"]]
+        assert resp.json()["field"] == field and words in resp.json()["reason"]
+    assert len(event_rows(settings)) == before
+
+
 # --- business rules -------------------------------------------------------------------------------
 
 

@@ -108,6 +108,15 @@ def test_underretning_naming_a_case_needs_the_case() -> None:
     assert isinstance(got.payload, ev.UnderretningReceived) and got.payload.case_id == "S-2001"
 
 
+def test_an_underretning_names_only_a_case_of_its_own_child() -> None:
+    r = record("ex-01", case_id="S-2001")
+    refused(
+        decide(r, State(child=CHILD, case=case(child_id=OTHER_CHILD))),
+        "data.case_id",
+        "case 'S-2001' is about another child than the child of this underretning",
+    )
+
+
 # --- records on an underretning -----------------------------------------------------------------
 
 
@@ -132,6 +141,14 @@ def test_case_opened() -> None:
     got = accepted(decide(record("ex-04"), State(child=CHILD, underretning=underretning())))
     assert got.payload == ev.CaseOpened(
         case_id="S-2001", child=CHILD, team_id="syd", underretning_id="UR-1001"
+    )
+
+
+def test_a_case_opens_only_on_an_underretning_about_its_own_child() -> None:
+    refused(
+        decide(record("ex-04"), State(child=CHILD, underretning=underretning(child_id=OTHER_CHILD))),
+        "data.underretning_id",
+        "underretning 'UR-1001' is about another child than the child of this case",
     )
 
 
@@ -231,6 +248,11 @@ def test_child_conversation_with_an_underretning() -> None:
     both = record("ex-07", underretning_id="UR-1001")
     refused(decide(both, State(case=case())), "data.underretning_id", "no underretning", True)
     accepted(decide(both, State(case=case(), underretning=underretning())))
+    refused(
+        decide(both, State(case=case(), underretning=underretning(child_id=OTHER_CHILD))),
+        "data.underretning_id",
+        "underretning 'UR-1001' is about another child than case 'S-2001'",
+    )
 
 
 # --- measures -------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ Rules:
   need the underretning; a `CaseOpened` naming an underretning needs it; an
   `UnderretningReceived` naming a case needs the case. A missing reference is `retry_later`: in a
   bulk import it may still arrive further down the file.
+- a case is about one child: an `UnderretningReceived` may name only a case of its own child, a
+  `CaseOpened` only an underretning about its own child, and a `ChildConversationHeld` naming both
+  a case and an underretning only two of the same child.
 - ids are unique within a municipality: a second `CaseOpened` for a case id, `MeasureStarted` for a
   measure id, `UnderretningReceived` for an underretning id is refused.
 - a child has at most one open case per municipality: `CaseOpened` is refused while another case
@@ -197,6 +200,10 @@ def _underretning(underretning_id: str, state: State) -> UnderretningInfo | Reje
     return u
 
 
+def _another_child(field: str, what: str, other: str) -> Reject:
+    return Reject.of(field, f"{what} is about another child than {other} (a case is about one child)")
+
+
 def _child(state: State) -> ChildRef:
     if state.child is None:
         raise ValueError("decide: the state lacks the record's child")
@@ -218,6 +225,8 @@ def _underretning_received(r: UnderretningReceivedRecord, state: State) -> Decis
         case = _case(d.case_id, state)
         if isinstance(case, Reject):
             return case
+        if case.child_id != child.child_id:
+            return _another_child("data.case_id", f"case {d.case_id!r}", "the child of this underretning")
     return Accept(
         child.child_id,
         ev.UnderretningReceived(
@@ -249,6 +258,10 @@ def _case_opened(r: CaseOpenedRecord, state: State) -> Decision:
         u = _underretning(d.underretning_id, state)
         if isinstance(u, Reject):
             return u
+        if u.child_id != child.child_id:
+            return _another_child(
+                "data.underretning_id", f"underretning {d.underretning_id!r}", "the child of this case"
+            )
     for other in state.child_cases:
         if other.case_id == d.case_id:
             continue
@@ -376,6 +389,10 @@ def _child_conversation(r: ChildConversationHeldRecord, state: State) -> Decisio
         u = _underretning(d.underretning_id, state)
         if isinstance(u, Reject):
             return u
+        if stream_child is not None and u.child_id != stream_child:
+            return _another_child(
+                "data.underretning_id", f"underretning {d.underretning_id!r}", f"case {d.case_id!r}"
+            )
         stream_child = u.child_id  # the underretning's deadline is what this meets first
     assert stream_child is not None  # the record model demands one of the two
     return Accept(stream_child, payload)
