@@ -350,9 +350,7 @@ def followup_router() -> APIRouter:
         projection = _projection(request)
         with _reader(request).connect() as conn:
             changes = load_profile_changes(conn, [municipality])
-        return _profile_doc(
-            ProfileTimeline(changes, projection.settings.caseload_target), changes, municipality
-        )
+        return _profile_doc(projection.timeline_of(changes), changes, municipality)
 
     @router.put("/profiles/{municipality}", tags=["profiles"], summary="Change the cadence profile / target")
     def put_profile(
@@ -407,8 +405,6 @@ def followup_router() -> APIRouter:
         with write_transaction(engine) as conn:
             projection.apply(conn, [stored])
             changes = load_profile_changes(conn, [municipality])
-        return _profile_doc(
-            ProfileTimeline(changes, projection.settings.caseload_target), changes, municipality
-        )
+        return _profile_doc(projection.timeline_of(changes), changes, municipality)
 
     return router

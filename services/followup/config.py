@@ -13,6 +13,11 @@ class Settings(ServiceSettings, OpsSettings):
     caseload_target: int = Field(
         25, ge=1, description="Caseload target per caseworker until a municipality sets its own."
     )
+    caseload_targets: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-municipality caseload targets overriding `caseload_target` until the municipality '
+        'sets its own (PUT /profiles), JSON: {"657": 20}; the same setting as ledelsesinfo\'s.',
+    )
     child_conversation_days: int = Field(
         7, ge=0, le=366, description="Days from an abuse underretning to the mandatory child conversation."
     )

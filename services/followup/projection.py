@@ -322,7 +322,11 @@ class FollowupProjection:
     # --- re-deriving children ------------------------------------------------------------
 
     def timeline(self, conn: Connection, municipalities: Iterable[str] | None = None) -> ProfileTimeline:
-        return ProfileTimeline(load_profile_changes(conn, municipalities), self.settings.caseload_target)
+        return self.timeline_of(load_profile_changes(conn, municipalities))
+
+    def timeline_of(self, changes: Iterable[ProfileChange]) -> ProfileTimeline:
+        """These changes in force over time, the configured targets before a municipality's first."""
+        return ProfileTimeline(changes, self.settings.caseload_target, self.settings.caseload_targets)
 
     def load_events(self, conn: Connection, stream_ids: Iterable[str]) -> dict[str, list[EventEnvelope]]:
         by_stream: defaultdict[str, list[EventEnvelope]] = defaultdict(list)

@@ -221,10 +221,17 @@ def profile_change_of(env: EventEnvelope) -> ProfileChange:
 
 class ProfileTimeline:
     """The changes of every municipality's profile and caseload target, answering "what was in
-    force at instant t" (before the first change: Herning's profile and the default target)."""
+    force at instant t" (before the first change: Herning's profile and the default target, the
+    municipality's own in `targets` where a deployment configures one)."""
 
-    def __init__(self, changes: Iterable[ProfileChange], default_target: int = 25) -> None:
+    def __init__(
+        self,
+        changes: Iterable[ProfileChange],
+        default_target: int = 25,
+        targets: Mapping[str, int] | None = None,
+    ) -> None:
         self.default_target = default_target
+        self.targets: Mapping[str, int] = targets or {}
         by_muni: dict[str, list[ProfileChange]] = {}
         for change in changes:
             by_muni.setdefault(change.municipality, []).append(change)
@@ -244,7 +251,7 @@ class ProfileTimeline:
 
     def target(self, municipality: str, at: datetime) -> int:
         change = self.change_at(municipality, at)
-        return change.caseload_target if change else self.default_target
+        return change.caseload_target if change else self.targets.get(municipality, self.default_target)
 
     def lookup(self) -> ProfileLookup:
         return self.profile

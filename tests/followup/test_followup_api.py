@@ -373,6 +373,30 @@ def test_caseload_now_and_in_the_past(client: TestClient) -> None:
     assert all(c["target"] == 25 and c["over_target"] is False for c in doc["caseworkers"])
 
 
+def test_a_configured_municipality_target_applies_until_the_municipality_sets_its_own(tmp_path: Path) -> None:
+    """`CASELOAD_TARGETS` (as ledelsesinfo reads it) gives 657 a target of 1 until a chef changes it."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'followup.db'}",
+        event_store_url=f"sqlite:///{tmp_path / 'store.db'}",
+        run_worker=False,
+        auth_jwt_secret=SECRET,
+        caseload_targets={"657": 1},
+    )
+    app = create_app(settings)
+    create_tables(app.state.engine)
+    store_metadata.create_all(app.state.store_engine)
+    with app.state.engine.begin() as conn:
+        app.state.projection.apply(conn, [env for s in all_streams() for env in s.events])
+    with TestClient(app) as c:
+        doc = caseload(c, at="2026-10-06T12:00:00+02:00")
+        assert doc["target"] == 1
+        over = {w["caseworker_id"]: (w["target"], w["over_target"]) for w in doc["caseworkers"]}
+        assert over == {"sr-anna": (1, True), "sr-carl": (1, False)}
+        assert c.get("/profiles/657", headers=CHEF).json()["caseload_target"] == 1
+        other = c.get("/caseload", params={"municipality": "101"}, headers=token("chef", municipality="101"))
+        assert other.json()["target"] == 25  # the default elsewhere
+
+
 def test_caseload_scope(client: TestClient) -> None:
     at = "2026-10-06T12:00:00+02:00"
     own = caseload(client, token("sagsbehandler", caseworker_id="sr-anna"), at=at)
