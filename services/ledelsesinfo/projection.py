@@ -129,6 +129,24 @@ def encode_log_row(row: LogRow, e: EventEnvelope) -> str:
             f"{_s(correlation)},{_s(type_)},{schema_version},{position}]\n{data}")
 
 
+def _log_event_rows(rows: Sequence[LogRow], envs: Sequence[EventEnvelope]) -> list[tuple[str, str, str, str]]:
+    """`(e.event_id, e.stream_id, e.municipality, encode_log_row(row, e))` of each log row and its
+    envelope (decoded from it, so the ids are the row's own), without a call per event."""
+    out: list[tuple[str, str, str, str]] = []
+    q = _s
+    for row, e in zip(rows, envs, strict=True):
+        (position, event_id, stream_id, version, type_, schema_version, municipality, record_id,
+         occurred, recorded, correlation, data) = row
+        if schema_version != e.payload.schema_version:
+            doc = encode_event(e)
+        else:
+            doc = (f"[{_DOC_FORM},{q(event_id)},{version},{q(record_id)},{q(occurred)},"
+                   f"{q(recorded)},{q(correlation)},{q(type_)},{schema_version},"
+                   f"{position}]\n{data}")
+        out.append((event_id, stream_id, municipality, doc))
+    return out
+
+
 def decode_event(stream_id: str, municipality: str, doc: str) -> EventEnvelope:
     """A stored `doc` (any form) -> the envelope."""
     if doc.startswith("{"):  # the wire dict (the first form)
@@ -364,12 +382,13 @@ class LedelsesinfoProjection:
             data = deltas.get(municipality)
             if data is None:
                 data = deltas[municipality] = defaultdict(int)
-            add_contributions(project_child(envs, lookup, rules), data)
+            picture = project_child(envs, lookup, rules)
+            add_contributions(picture, data)
             kids.append(envs)
-            child_rows.append((first.stream_id, municipality, _last_at(envs)))
+            # the picture's last instant is the latest occurred_at of the child's events (_last_at)
+            child_rows.append((first.stream_id, municipality, epoch_us(picture.last_occurred_at)))
             if log_rows is not None:
-                events.extend([(e.event_id, e.stream_id, e.municipality, encode_log_row(row, e))
-                               for row, e in zip(log_rows[i], envs, strict=True)])
+                events.extend(_log_event_rows(log_rows[i], envs))
             else:
                 events.extend([_event_row(e) for e in envs])
         if self._held is None:
@@ -399,9 +418,11 @@ class LedelsesinfoProjection:
                 flushed.append(municipality)
                 if page is None:
                     page = before
-                else:
-                    for k, v in before.items():
-                        page[k] += v
+                else:  # a copy of the held sums (they stay as they are), the page's added to it
+                    summed = defaultdict(int, before)
+                    for k, v in page.items():
+                        summed[k] += v
+                    page = summed
             if page is not None:
                 write[municipality] = page
         return PreparedChildren(events, child_rows, write, _packed_docs(write), hold, flushed)
@@ -529,7 +550,19 @@ def _packed_docs(deltas: Deltas) -> list[tuple[Group, str]]:
     """Pure: the contribution changes as packed rows (key, doc: the sorted non-zero entries), in key
     order: what a municipality without rows yet gets inserted (encoded before the writing
     transaction)."""
-    return sorted((g, _json_list(sorted(entries))) for g, entries in _packed_groups(deltas).items())
+    docs: list[tuple[Group, str]] = []
+    append = docs.append
+    if _ONCE is None:
+        for g, entries in _packed_groups(deltas).items():
+            entries.sort()
+            append((g, _json(entries)))
+    else:
+        encode = _ONCE
+        for g, entries in _packed_groups(deltas).items():
+            entries.sort()
+            append((g, "".join(encode(entries, 0))))
+    docs.sort()
+    return docs
 
 
 def _write_packed(conn: Connection, deltas: Deltas, docs: list[tuple[Group, str]] | None = None) -> None:

@@ -35,6 +35,7 @@ its measures and waiting-list stays for the figures (a closed case runs nothing)
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
@@ -209,20 +210,30 @@ class _Acc:
         if key_is_caseworker:
             if not assignments:
                 return
+            t = team or ""
             for s, e, cw in caseworker_segments(assignments, start, end):
                 if cw is None:
                     continue
-                starts = period_indexes(s)
-                ends = period_indexes(e) if e is not None else None
-                for kind in kinds:
+                at_s = starts if s is start else period_indexes(s)
+                at_e = None if e is None else ends if e is end else period_indexes(e)
+                for kind in kinds:  # `add` of +value at the piece's start, -value at its end
                     at = 0 if kind == WEEK else 1
-                    i = starts[at]
-                    j = ends[at] if ends is not None else None
+                    i = at_s[at]
+                    j = at_e[at] if at_e is not None else None
                     if i == j:
                         continue
-                    self.add(STATE, kind, i, team, cw, bucket, cw, value)
+                    weekly_cw = cw and kind == WEEK
+                    data[(STATE, kind, i, "", "", bucket, cw)] += value
+                    if team:
+                        data[(STATE, kind, i, team, "", bucket, cw)] += value
+                    if weekly_cw:
+                        data[(STATE, kind, i, t, cw, bucket, cw)] += value
                     if j is not None:
-                        self.add(STATE, kind, j, team, cw, bucket, cw, -value)
+                        data[(STATE, kind, j, "", "", bucket, cw)] -= value
+                        if team:
+                            data[(STATE, kind, j, team, "", bucket, cw)] -= value
+                        if weekly_cw:
+                            data[(STATE, kind, j, t, cw, bucket, cw)] -= value
             return
         weekly = False
         for kind in kinds:
@@ -256,6 +267,8 @@ class _Acc:
     def distinct_points(self, kind: PeriodKind, bucket: str, items: Iterable[tuple[int, str | None]]) -> None:
         """+1 per distinct period (municipality) and per distinct (period, team): a child counts once."""
         items = list(items)
+        if not items:
+            return
         for index in {i for i, _ in items}:
             self.data[(POINT, kind, index, "", "", bucket, "")] += 1
         for index, team in {(i, t) for i, t in items if t}:
@@ -513,12 +526,14 @@ def _repeat_notifications(acc: _Acc, pic: ChildPicture) -> None:
         return  # one underretning is never a repeat
     received = sorted(((acc.index(MONTH, u.received_at), u.received_at, u.team_id)
                        for u in pic.underretninger.values()), key=lambda r: r[1])
-    candidates = {m + k for m, _, _ in received for k in range(12)}
+    # in time order the months do not decrease either: the window of a month is a slice
+    months = [r[0] for r in received]
+    candidates = {m + k for m in months for k in range(12)}
     items: list[tuple[int, str | None]] = []
     for index in sorted(candidates):
-        window = [r for r in received if index - 11 <= r[0] <= index]
-        if len(window) >= 2:
-            items.append((index, window[-1][2]))  # the team of the latest underretning in the window
+        first, end = bisect_left(months, index - 11), bisect_right(months, index)
+        if end - first >= 2:
+            items.append((index, received[end - 1][2]))  # the team of the latest in the window
     acc.distinct_points(MONTH, "repeat_notification_children_12m", items)
 
 

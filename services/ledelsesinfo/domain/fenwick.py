@@ -47,37 +47,43 @@ def prefix_nodes(kind: PeriodKind, index: int) -> list[int]:
 
 def node_sums(kind: PeriodKind, changes: Mapping[int, int]) -> dict[int, int]:
     """The non-zero node values of a tree holding `changes` (period -> change): the same as adding
-    each change to its `update_nodes`, but each node is computed once, from prefix sums (a node `n`
-    holds the changes in periods (n - lowbit(n), n], one-based), however many changes share it."""
+    each change to its `update_nodes`, but each node is computed once, however many changes share
+    it: the linear Fenwick build, each node adding its total to its parent (a node `n` holds the
+    changes in periods (n - lowbit(n), n], one-based; a node off every update path holds none)."""
     size = SIZE[kind]
     top = size - 1
     summed: dict[int, int] = {}
+    get = summed.get
     for index, d in changes.items():
-        i = (index if index <= top else top) if index >= 0 else 0
-        summed[i + 1] = summed.get(i + 1, 0) + d
+        i = (index if index <= top else top) + 1 if index >= 0 else 1
+        summed[i] = get(i, 0) + d
     if not summed:
         return {}
     lo, hi = min(summed), max(summed)
     if hi - lo > 4 * len(summed) + 64:
         return _node_sums_sparse(size, summed)
-    # prefix[x - lo + 1] = the changes in lo..x (x in lo - 1 .. hi)
-    prefix = [0] * (hi - lo + 2)
-    total = 0
-    get = summed.get
-    for x in range(lo, hi + 1):
-        total += get(x, 0)
-        prefix[x - lo + 1] = total
-    out: dict[int, int] = {}
-    seen: set[int] = set()
-    for i in summed:
-        while i <= size and i not in seen:
-            seen.add(i)
-            below = i - (i & -i)  # the node holds (below, i]
-            upper = total if i >= hi else prefix[i - lo + 1]
-            lower = 0 if below < lo else total if below >= hi else prefix[below - lo + 1]
-            if upper != lower:
-                out[i] = upper - lower
-            i += i & -i
+    # the linear Fenwick build over lo..hi (nothing changes below lo): tree[k] is node lo + k once
+    # every node below it has added itself to its parent; the parents above hi wait in `above`
+    tree = [get(x, 0) for x in range(lo, hi + 1)]
+    above: dict[int, int] = {}
+    i = lo
+    for v in tree:  # a list iterator reads each item when it gets there: after its children added
+        if v:
+            parent = i + (i & -i)
+            if parent <= hi:
+                tree[parent - lo] += v
+            elif parent <= size:
+                above[parent] = above.get(parent, 0) + v
+        i += 1
+    out = {n: v for n, v in zip(range(lo, hi + 1), tree, strict=True) if v}
+    while above:  # lowest first: each node has every child's value before it passes its own on
+        i = min(above)
+        v = above.pop(i)
+        if v:
+            out[i] = v
+            parent = i + (i & -i)
+            if parent <= size:
+                above[parent] = above.get(parent, 0) + v
     return out
 
 
