@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import UTC, datetime
 
+import pytest
 from openpyxl import load_workbook
 
 from services.ledelsesinfo.domain.figures import MONTHLY_IDS, WEEKLY_IDS
@@ -161,6 +162,25 @@ def test_no_suppression_at_5(h: Harness) -> None:
     f = report_json(suppress(h.weekly_report("2026-W47")))["figures"]
     assert f["underretninger_received"] == 5
     assert f["acute_assessment_on_time_share"] == {"value": 1.0, "numerator": 5, "denominator": 5}
+
+
+@pytest.mark.parametrize("cases", [4, 5])
+def test_caseload_lowest_and_highest_are_counts_suppressed_at_1_to_4(h: Harness, cases: int) -> None:
+    """One caseworker holding `cases` open cases at the end of W47: the lowest and highest caseload
+    are that count (of cases), hidden from the committee at 4 and shown at 5; the mean is not a
+    count and keeps its value."""
+    kids = [Child(f"k{i}") for i in range(cases)]
+    for i, k in enumerate(kids):
+        k.opened(f"S-{i}", "2026-11-16 09:00")
+        k.assigned(f"S-{i}", "sr-anna", "2026-11-16 10:00")
+    h.feed(*kids)
+    exact = report_json(h.weekly_report("2026-W47"))["figures"]
+    assert (exact["caseload_min"], exact["caseload_max"]) == (cases, cases)
+    f = report_json(suppress(h.weekly_report("2026-W47")))["figures"]
+    hidden = {"value": None, "suppressed": True}
+    expected = hidden if cases <= 4 else cases
+    assert (f["caseload_min"], f["caseload_max"], f["open_cases"]) == (expected, expected, expected)
+    assert f["caseload_mean"] == float(cases)
 
 
 def test_share_suppressed_when_numerator_small(h: Harness) -> None:

@@ -56,8 +56,8 @@ WEEKLY: Final[tuple[Figure, ...]] = (
     Figure("receipt_on_time_share", S, "Andel kvitteret rettidigt til professionelle underrettere"),
     Figure("open_cases", C, "Åbne sager"),
     Figure("caseload_mean", N, "Sagstal pr. sagsbehandler, gennemsnit"),
-    Figure("caseload_min", N, "Sagstal pr. sagsbehandler, laveste"),
-    Figure("caseload_max", N, "Sagstal pr. sagsbehandler, højeste"),
+    Figure("caseload_min", C, "Sagstal pr. sagsbehandler, laveste"),
+    Figure("caseload_max", C, "Sagstal pr. sagsbehandler, højeste"),
     Figure("caseworkers_over_target", C, "Sagsbehandlere over måltallet for sagstal"),
     Figure("investigations_completed", C, "Afsluttede børnefaglige undersøgelser"),
     Figure("investigation_days_mean", D, "Børnefaglig undersøgelse, varighed i gennemsnit (dage)"),
@@ -103,10 +103,11 @@ MONTHLY_IDS: Final[tuple[str, ...]] = tuple(f.id for f in MONTHLY)
 FIGURES: Final[dict[str, Figure]] = {f.id: f for f in (*WEEKLY, *MONTHLY)}
 
 # Figures whose values are derived from a count of children, cases or underretninger, and so are
-# divided by the child population in a comparison between municipalities.
+# divided by the child population in a comparison between municipalities. (The caseload figures
+# are counts, of one caseworker's cases, suppressed at 1-4 like every count, but not per child.)
 COUNT_BASED: Final[frozenset[str]] = frozenset(
     f.id for f in FIGURES.values() if f.kind == Kind.COUNT or f.value_kind == Kind.COUNT
-) - {"caseworkers_over_target"}
+) - {"caseworkers_over_target", "caseload_min", "caseload_max"}
 
 DEADLINE_IDS: Final[tuple[str, ...]] = (
     "acute_assessment",
