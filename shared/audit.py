@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,12 +38,12 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     event,
-    insert,
     select,
 )
 
 from shared.auth import CurrentPrincipal, Principal, require_role
-from shared.db import executemany, insert_or_skip, param_mark, read_only, write_transaction
+from shared.casework.isotext import sqlite_utc_text
+from shared.db import executemany, param_mark, read_only, write_transaction
 
 audit_metadata = MetaData()
 
@@ -120,13 +120,15 @@ event.listen(audit_metadata, "before_drop", DDL("DROP VIEW IF EXISTS audit_log")
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One read: `principal` saw data about `children` (distinct, sorted) through `endpoint`."""
+    """One read: `principal` saw data about `children` (distinct, sorted) through `endpoint`;
+    `digest` keys the set of children (`child_set_digest`)."""
 
     at: datetime
     sub: str
     role: str
     municipality: str
     children: tuple[str, ...]
+    digest: str
     endpoint: str
     service: str
 
@@ -154,78 +156,85 @@ def audit_entry(
         principal.role,
         principal.municipality,
         children,
+        child_set_digest(children),
         endpoint,
         service,
     )
 
 
-def _find_child_set(conn: Connection, municipality: str, digest: str) -> int | None:
-    found = conn.execute(
-        select(audit_child_sets.c.id).where(
-            audit_child_sets.c.municipality == municipality, audit_child_sets.c.digest == digest
+SetKey = tuple[str, str]
+"""(municipality, digest) of a stored set of children."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """The statements of the write path, written for the driver (a read of a case writes one
+    entry: SQLAlchemy's statement machinery would cost more than SQLite takes to run them)."""
+
+    find_set: str
+    new_set: str
+    new_member: str
+    new_read: str
+
+    @staticmethod
+    def with_mark(m: str) -> _Sql:
+        return _Sql(
+            find_set=f"SELECT id FROM audit_child_sets WHERE municipality = {m} AND digest = {m}",
+            new_set=(
+                f"INSERT INTO audit_child_sets (municipality, digest, size) VALUES ({m}, {m}, {m}) "
+                "ON CONFLICT (municipality, digest) DO NOTHING RETURNING id"
+            ),
+            new_member=(
+                f"INSERT INTO audit_child_set_members (set_id, child_id, municipality) VALUES ({m}, {m}, {m})"
+            ),
+            new_read=(
+                "INSERT INTO audit_reads (at, sub, role, municipality, endpoint, service, child_set_id) "
+                f"VALUES ({', '.join([m] * 7)})"
+            ),
         )
-    ).scalar_one_or_none()
-    return None if found is None else int(found)
 
 
-def child_set_id(conn: Connection, municipality: str, children: Sequence[str]) -> int:
+_STATEMENTS = {mark: _Sql.with_mark(mark) for mark in ("?", "%s")}
+
+
+def _child_set_id(
+    conn: Connection, sql: _Sql, municipality: str, digest: str, children: Sequence[str]
+) -> int:
     """The id of this set of children (distinct, sorted) in `municipality`, stored with its
-    members in the caller's transaction the first time it is seen. Safe against a concurrent
+    members in the caller's transaction the first time it is seen (the callers look in their
+    cache of committed sets first, so the insert is tried first). Safe against a concurrent
     writer storing the same set: the unique digest decides, the loser reads the winner's id."""
-    digest = child_set_digest(children)
-    found = _find_child_set(conn, municipality, digest)
-    if found is not None:
-        return found
-    stmt = (
-        insert_or_skip(conn, audit_child_sets, "municipality", "digest")
-        .values(municipality=municipality, digest=digest, size=len(children))
-        .returning(audit_child_sets.c.id)
-    )
-    new = conn.execute(stmt).scalar_one_or_none()
-    if new is None:  # stored by a concurrent transaction that committed meanwhile
-        return int(conn.execute(
-            select(audit_child_sets.c.id).where(
-                audit_child_sets.c.municipality == municipality, audit_child_sets.c.digest == digest
-            )
-        ).scalar_one())
+    new = conn.exec_driver_sql(sql.new_set, (municipality, digest, len(children))).scalar_one_or_none()
+    if new is None:  # stored before (or by a concurrent transaction that committed meanwhile)
+        return int(conn.exec_driver_sql(sql.find_set, (municipality, digest)).scalar_one())
     set_id = int(new)
-    members = [(set_id, child, municipality) for child in children]
-    try:
-        mark = param_mark(conn.dialect)
-    except ValueError:  # another driver than the two this project runs on: the usual way
-        conn.execute(
-            insert(audit_child_set_members),
-            [{"set_id": s, "child_id": c, "municipality": m} for s, c, m in members],
-        )
-        return set_id
-    marks = ", ".join([mark] * 3)
-    sql = f"INSERT INTO audit_child_set_members (set_id, child_id, municipality) VALUES ({marks})"
-    executemany(conn, sql, members)
+    executemany(conn, sql.new_member, [(set_id, child, municipality) for child in children])
     return set_id
 
 
-def insert_audit_entries(conn: Connection, entries: Sequence[AuditEntry]) -> None:
+def insert_audit_entries(
+    conn: Connection, entries: Sequence[AuditEntry], known_sets: Mapping[SetKey, int] | None = None
+) -> dict[SetKey, int]:
     """Record `entries` in the caller's transaction: one `audit_reads` row each, their child sets
-    found or stored first."""
+    found (in `known_sets`, sets known to be committed, or in the database) or stored first.
+    Returns the set id of every entry's set, for the caller to remember once committed."""
     if not entries:
-        return
-    set_ids: dict[tuple[str, tuple[str, ...]], int] = {}
-    reads: list[dict[str, Any]] = []
+        return {}
+    sql = _STATEMENTS[param_mark(conn.dialect)]
+    known = known_sets or {}
+    set_ids: dict[SetKey, int] = {}
+    reads: list[tuple[Any, ...]] = []
+    sqlite = conn.dialect.name == "sqlite"
     for entry in entries:
-        key = (entry.municipality, entry.children)
-        set_id = set_ids.get(key)
+        key = (entry.municipality, entry.digest)
+        set_id = set_ids.get(key) or known.get(key)
         if set_id is None:
-            set_id = set_ids[key] = child_set_id(conn, entry.municipality, entry.children)
-        reads.append({
-            "at": entry.at,
-            "sub": entry.sub,
-            "role": entry.role,
-            "municipality": entry.municipality,
-            "endpoint": entry.endpoint,
-            "service": entry.service,
-            "child_set_id": set_id,
-        })
-    conn.execute(insert(audit_reads), reads)
+            set_id = _child_set_id(conn, sql, entry.municipality, entry.digest, entry.children)
+        set_ids[key] = set_id
+        at: Any = sqlite_utc_text(entry.at) if sqlite else entry.at  # as SQLAlchemy's DateTime stores it
+        reads.append((at, entry.sub, entry.role, entry.municipality, entry.endpoint, entry.service, set_id))
+    executemany(conn, sql.new_read, reads)
+    return set_ids
 
 
 def write_audit(
@@ -243,6 +252,9 @@ def write_audit(
     entry = audit_entry(principal, child_ids, endpoint, service)
     if entry is not None:
         insert_audit_entries(conn, [entry])
+
+
+_KNOWN_SETS = 100_000  # child set ids an AuditWriter remembers (then it starts over)
 
 
 class _Pending:
@@ -276,6 +288,7 @@ class AuditWriter:
         self._cond = threading.Condition()
         self._pending: list[_Pending] = []
         self._flushing = False
+        self._set_ids: dict[SetKey, int] = {}  # child sets known to be committed (never deleted)
         self.commits = 0  # transactions committed (for tests and metrics)
 
     @contextmanager
@@ -331,9 +344,13 @@ class AuditWriter:
             raise mine.error
 
     def _commit(self, batch: list[_Pending]) -> None:
+        entries = [entry for pending in batch for entry in pending.entries]
         with write_transaction(self.engine) as conn:
-            insert_audit_entries(conn, [entry for pending in batch for entry in pending.entries])
+            set_ids = insert_audit_entries(conn, entries, self._set_ids)
         self.commits += 1
+        if len(self._set_ids) + len(set_ids) > _KNOWN_SETS:
+            self._set_ids.clear()
+        self._set_ids.update(set_ids)
 
 
 def _utc(at: datetime) -> datetime:
