@@ -267,6 +267,25 @@ def service(name: str, env: dict[str, str], base: Path, command: str = "serve") 
             _stop(proc)
 
 
+def _start_kafka(script: str, kafka_dir: Path, attempts: int = 3) -> tuple[str, Path]:
+    """Start the broker (the project's script) on a free port: its bootstrap address and data
+    folder. A port found free can be taken before the broker binds it (the load's own client
+    sockets draw from the same ephemeral range), so a failed start is tried again on other ports,
+    in a fresh data folder."""
+    errors: list[str] = []
+    for attempt in range(attempts):
+        folder = kafka_dir if attempt == 0 else kafka_dir.with_name(f"{kafka_dir.name}-{attempt}")
+        folder.mkdir(exist_ok=True)
+        out = subprocess.run(
+            ["bash", script, "start", str(folder), str(free_port())], capture_output=True, text=True
+        )
+        if out.returncode == 0:
+            return out.stdout.strip().splitlines()[-1], folder
+        errors.append(out.stderr.strip()[-800:])
+        subprocess.run(["bash", script, "stop", str(folder)], check=False, capture_output=True)
+    raise RuntimeError("the Kafka broker did not start:\n" + "\n---\n".join(errors))
+
+
 @contextmanager
 def backing_servers(base: Path) -> Iterator[tuple[str, str]]:
     """A throwaway PostgreSQL and Kafka broker on 127.0.0.1 (the project's scripts); (pg URL, bootstrap)."""
@@ -276,13 +295,7 @@ def backing_servers(base: Path) -> Iterator[tuple[str, str]]:
     kafka_dir.mkdir()
     script = str(ROOT / "deploy/kafka/kafka.sh")
     with postgres(base) as pg_url:
-        out = subprocess.run(
-            ["bash", script, "start", str(kafka_dir), str(free_port())],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        bootstrap = out.stdout.strip().splitlines()[-1]
+        bootstrap, kafka_dir = _start_kafka(script, kafka_dir)
         try:
             yield pg_url, bootstrap
         finally:
