@@ -21,20 +21,27 @@ from tests.followup.scenarios import all_streams
 SECRET = "followup-test-secret"
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'followup.db'}",
-        event_store_url=f"sqlite:///{tmp_path / 'store.db'}",
-        run_worker=False,
-        auth_jwt_secret=SECRET,
+def scenario_client(tmp_path: Path, **settings: Any) -> TestClient:
+    """A client of the follow-up app on temp SQLite files, every scenario stream applied."""
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'followup.db'}",
+            event_store_url=f"sqlite:///{tmp_path / 'store.db'}",
+            run_worker=False,
+            auth_jwt_secret=SECRET,
+            **settings,
+        )
     )
-    app = create_app(settings)
     create_tables(app.state.engine)
     store_metadata.create_all(app.state.store_engine)  # the shared log (intake migrates it)
     with app.state.engine.begin() as conn:
         app.state.projection.apply(conn, [env for s in all_streams() for env in s.events])
-    with TestClient(app) as c:
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with scenario_client(tmp_path) as c:
         yield c
 
 
@@ -375,19 +382,7 @@ def test_caseload_now_and_in_the_past(client: TestClient) -> None:
 
 def test_a_configured_municipality_target_applies_until_the_municipality_sets_its_own(tmp_path: Path) -> None:
     """`CASELOAD_TARGETS` (as ledelsesinfo reads it) gives 657 a target of 1 until a chef changes it."""
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'followup.db'}",
-        event_store_url=f"sqlite:///{tmp_path / 'store.db'}",
-        run_worker=False,
-        auth_jwt_secret=SECRET,
-        caseload_targets={"657": 1},
-    )
-    app = create_app(settings)
-    create_tables(app.state.engine)
-    store_metadata.create_all(app.state.store_engine)
-    with app.state.engine.begin() as conn:
-        app.state.projection.apply(conn, [env for s in all_streams() for env in s.events])
-    with TestClient(app) as c:
+    with scenario_client(tmp_path, caseload_targets={"657": 1}) as c:
         doc = caseload(c, at="2026-10-06T12:00:00+02:00")
         assert doc["target"] == 1
         over = {w["caseworker_id"]: (w["target"], w["over_target"]) for w in doc["caseworkers"]}
