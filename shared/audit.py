@@ -254,7 +254,7 @@ def write_audit(
         insert_audit_entries(conn, [entry])
 
 
-_KNOWN_SETS = 100_000  # child set ids an AuditWriter remembers (then it starts over)
+_KNOWN_SETS = 20_000  # child set ids an AuditWriter remembers (then it starts over)
 
 
 class _Pending:
@@ -297,12 +297,16 @@ class AuditWriter:
         endpoint, service)` for what it shows; the entries are committed when the block ends
         without an error (nothing is noted for an answer that failed)."""
         if self.engine.dialect.name != "sqlite":
+            written: dict[SetKey, int] = {}
             with self.engine.begin() as conn:
 
                 def write_now(who: Principal, child_ids: Iterable[str], endpoint: str, service: str) -> None:
-                    write_audit(conn, who, child_ids, endpoint, service)
+                    entry = audit_entry(who, child_ids, endpoint, service)
+                    if entry is not None:
+                        written.update(insert_audit_entries(conn, [entry], self._set_ids))
 
                 yield conn, write_now
+            self._remember(written)  # committed
             return
         noted: list[AuditEntry] = []
 
@@ -348,6 +352,10 @@ class AuditWriter:
         with write_transaction(self.engine) as conn:
             set_ids = insert_audit_entries(conn, entries, self._set_ids)
         self.commits += 1
+        self._remember(set_ids)
+
+    def _remember(self, set_ids: dict[SetKey, int]) -> None:
+        """Keep the ids of these committed child sets (a bounded number: then start over)."""
         if len(self._set_ids) + len(set_ids) > _KNOWN_SETS:
             self._set_ids.clear()
         self._set_ids.update(set_ids)

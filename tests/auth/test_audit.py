@@ -22,6 +22,7 @@ from shared.audit import (
     audit_metadata,
     audit_reads,
     audit_router,
+    child_set_digest,
     read_audit,
     write_audit,
 )
@@ -299,5 +300,13 @@ def test_an_audited_read_commits_its_entries_and_a_failed_one_none(
         # SQLite: the read was a snapshot and the entries were group-committed; PostgreSQL: one
         # transaction for both, no group commit
         assert writer.commits == (1 if backend == "sqlite" else 0)
+        # the committed set is remembered, the failed read's is not; a read of the same children
+        # again reuses the set
+        assert list(writer._set_ids) == [("657", child_set_digest(["c1", "c2"]))]
+        with writer.reading() as (conn, note):
+            note(TEAMLEDER, ["c2", "c1"], "GET /deadlines", "followup")
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(audit_child_sets)).scalar_one() == 1
+            assert [e["sub"] for e in read_audit(conn, "657", "c1")] == ["ida", "bo"]
     finally:
         engine.dispose()
