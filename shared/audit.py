@@ -243,15 +243,16 @@ def write_audit(
     child_ids: Iterable[str],
     endpoint: str,
     service: str,
-) -> None:
+    known_sets: Mapping[SetKey, int] | None = None,
+) -> dict[SetKey, int]:
     """Record that `principal` read data about each child (nothing when there is none).
 
     Runs in the caller's transaction (commit with the read, or not at all). `endpoint` is what was
-    called, e.g. `"GET /cases/{case_id}"`; never put a CPR or a token in it.
+    called, e.g. `"GET /cases/{case_id}"`; never put a CPR or a token in it. `known_sets` and the
+    result as in `insert_audit_entries`.
     """
     entry = audit_entry(principal, child_ids, endpoint, service)
-    if entry is not None:
-        insert_audit_entries(conn, [entry])
+    return {} if entry is None else insert_audit_entries(conn, [entry], known_sets)
 
 
 _KNOWN_SETS = 20_000  # child set ids an AuditWriter remembers (then it starts over)
@@ -301,9 +302,7 @@ class AuditWriter:
             with self.engine.begin() as conn:
 
                 def write_now(who: Principal, child_ids: Iterable[str], endpoint: str, service: str) -> None:
-                    entry = audit_entry(who, child_ids, endpoint, service)
-                    if entry is not None:
-                        written.update(insert_audit_entries(conn, [entry], self._set_ids))
+                    written.update(write_audit(conn, who, child_ids, endpoint, service, self._set_ids))
 
                 yield conn, write_now
             self._remember(written)  # committed
