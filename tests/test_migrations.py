@@ -122,3 +122,64 @@ def test_audit_rows_become_reads_of_child_sets_and_come_back(
         after = conn.execute(text(f"SELECT {cols} FROM audit_log ORDER BY id")).all()
     engine.dispose()
     assert sorted(after) == sorted(before)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_followup_event_bodies_become_the_log_s_columns_and_come_back(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`fu_events` rows stored as one JSON body are split into the event log's columns, read back as
+    the same envelopes, and put together again by a downgrade."""
+    import json
+    from dataclasses import replace
+
+    from alembic import command
+
+    from services.followup.bulkwrite import instant_encoder
+    from services.followup.projection import FollowupProjection
+    from shared.events.envelope import EventEnvelope
+    from shared.migrations import alembic_config, service_script_location
+    from tests.followup.followup_factory import Stream
+
+    url = (
+        f"sqlite:///{tmp_path}/followup.db"
+        if backend == "sqlite"
+        else request.getfixturevalue("fresh_pg_url")
+    )
+    cfg = alembic_config(url, service_script_location("followup"), "alembic_version_followup")
+    before_columns = "8f2d4b6a1c93"
+    command.upgrade(cfg, before_columns)
+    s = Stream(child_id="c-migr")
+    s.received("2026-11-02 09:00", "U1")
+    s.opened("2026-11-02 16:00", uid="U1")
+    envs = [replace(s.events[0], position=41, record_id="rec-Ærø \"1\""), *s.events[1:]]
+    engine = make_engine(url)
+    instant = instant_encoder(engine.dialect)
+    with engine.begin() as conn:
+        for i, env in enumerate(envs):  # the old code's bodies, compact or not
+            wire = env.to_wire()
+            body = json.dumps(wire, separators=(",", ":"), ensure_ascii=False) if i % 2 else json.dumps(wire)
+            conn.execute(
+                text(
+                    "INSERT INTO fu_events (event_id, stream_id, municipality, occurred_at, body) "
+                    "VALUES (:e, :s, :m, :o, :b)"
+                ),
+                {"e": env.event_id, "s": env.stream_id, "m": env.municipality,
+                 "o": instant(env.occurred_at), "b": body},
+            )
+    engine.dispose()
+
+    migrate_service("followup", url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        got = FollowupProjection().load_events(conn, [s.stream_id])[s.stream_id]
+        assert sorted(got, key=lambda e: e.event_id) == sorted(envs, key=lambda e: e.event_id)
+    engine.dispose()
+
+    command.downgrade(cfg, before_columns)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        bodies = conn.execute(text("SELECT body FROM fu_events")).scalars().all()
+    engine.dispose()
+    back = [EventEnvelope.from_wire(json.loads(b)) for b in bodies]
+    assert sorted(back, key=lambda e: e.event_id) == sorted(envs, key=lambda e: e.event_id)

@@ -10,9 +10,10 @@ events and marks their children in `fu_dirty`; `flush` then derives every marked
 of once per batch the child appears in. Marked children are also derived by the next ordinary
 `apply`, so an interrupted replay cannot leave stale rows behind for good.
 
-Rows are written as positional tuples straight to the driver (`services.followup.bulkwrite`), and
-an event's stored body is put together from its fields and its payload's JSON (`event_body`), or,
-in a bulk rebuild that is handed the log rows, from the log's own texts (`event_rows`): a replay
+Rows are written as positional tuples straight to the driver (`services.followup.bulkwrite`). An
+event is stored with the event log's columns (its instants and payload as the log's texts: read
+back with the log's own `log_row_to_envelope`), from its envelope (`_event_row`) or, in a bulk
+rebuild that is handed the log rows, straight from them (`event_rows`): a replay
 writes every event and every derived row once, so these are its hot paths. A bulk rebuild (deferred
 mode) also drops the secondary indexes no rebuild can fill in order (`REBUILD_INDEXES`) and `flush`
 builds them once at the end (`reset`, `restore_indexes`).
@@ -73,6 +74,7 @@ from shared.db import insert_or_skip
 from shared.events.catalogue import CadenceProfileChanged, EventPayload
 from shared.events.envelope import EventEnvelope, is_child_stream
 from shared.eventstore import store as _store
+from shared.eventstore.store import LogRow, log_row_to_envelope
 
 CHUNK = 500
 
@@ -87,9 +89,21 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 # `ids`: an expanding list parameter (a chunk of at most CHUNK values).
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 _KNOWN_EVENTS = select(fu_events.c.event_id).where(fu_events.c.event_id.in_(_IDS))
-_EVENTS_OF = select(fu_events.c.stream_id, fu_events.c.event_id, fu_events.c.body).where(
-    fu_events.c.stream_id.in_(_IDS)
-)
+# a stored event as a `LogRow` (the log's columns, in `LOG_COLUMNS` order)
+_EVENTS_OF = select(
+    fu_events.c.position,
+    fu_events.c.event_id,
+    fu_events.c.stream_id,
+    fu_events.c.version,
+    fu_events.c.type,
+    fu_events.c.schema_version,
+    fu_events.c.municipality,
+    fu_events.c.record_id,
+    fu_events.c.occurred_text,
+    fu_events.c.recorded_text,
+    fu_events.c.correlation_id,
+    fu_events.c.data,
+).where(fu_events.c.stream_id.in_(_IDS))
 _DIRTY_OF = select(fu_dirty.c.stream_id).where(fu_dirty.c.stream_id.in_(_IDS))
 _DIRTY_FIRST = select(fu_dirty.c.stream_id).order_by(fu_dirty.c.stream_id).limit(bindparam("limit"))
 _CLEAR_DIRTY = delete(fu_dirty).where(fu_dirty.c.stream_id.in_(_IDS))
@@ -332,8 +346,8 @@ class FollowupProjection:
     def load_events(self, conn: Connection, stream_ids: Iterable[str]) -> dict[str, list[EventEnvelope]]:
         by_stream: defaultdict[str, list[EventEnvelope]] = defaultdict(list)
         for chunk in _chunks(sorted(set(stream_ids))):
-            for stream_id, event_id, body in conn.execute(_EVENTS_OF, {"ids": chunk}):
-                by_stream[stream_id].append(self.decoded.get(event_id, body))
+            for row in conn.execute(_EVENTS_OF, {"ids": chunk}):
+                by_stream[row[2]].append(self.decoded.get(tuple(row)))
         return by_stream
 
     def picture(self, conn: Connection, stream_id: str) -> ChildPicture | None:
@@ -409,12 +423,12 @@ _first = itemgetter(0)
 
 
 class DecodedEvents:
-    """The envelopes of `fu_events` bodies decoded lately, by event id (at most `size`, the oldest
+    """The envelopes of `fu_events` rows decoded lately, by event id (at most `size`, the oldest
     forgotten first; safe to share between threads).
 
     A child's events are read again and again: by every batch that touches the child (`reproject`)
-    and by every GET /cases of it (`picture`), and decoding a body (JSON, then the payload's
-    validation) is most of that read. A body never changes once stored (one row per event id, the
+    and by every GET /cases of it (`picture`), and decoding a row (the instants, then the payload's
+    validation) is most of that read. A row never changes once stored (one per event id, the
     envelope as the log holds it), and an envelope is immutable, so one decoded before is as good.
     """
 
@@ -422,13 +436,14 @@ class DecodedEvents:
         self.size = size
         self._by_id: dict[str, EventEnvelope] = {}
         self._lock = threading.Lock()
-        self.decodes = 0  # bodies decoded (for tests)
+        self.decodes = 0  # rows decoded (for tests)
 
-    def get(self, event_id: str, body: str) -> EventEnvelope:
-        """The envelope of this stored row (`event_id`, `body`)."""
+    def get(self, row: LogRow) -> EventEnvelope:
+        """The envelope of this stored row (a `LogRow`: `_EVENTS_OF`)."""
+        event_id = row[1]
         env = self._by_id.get(event_id)
         if env is None:
-            env = EventEnvelope.from_wire(json.loads(body))
+            env = log_row_to_envelope(row)
             with self._lock:
                 self.decodes += 1
                 self._by_id[event_id] = env
@@ -479,7 +494,10 @@ def _write_rows(conn: Connection, rows: DerivedRows) -> None:
     insert_many(conn, fu_assignments, ASSIGNMENT_COLUMNS, rows.assignments)
 
 
-EVENT_COLUMNS = ("event_id", "stream_id", "municipality", "occurred_at", "body")
+EVENT_COLUMNS = (
+    "event_id", "stream_id", "municipality", "occurred_at", "position", "version", "type", "schema_version",
+    "record_id", "occurred_text", "recorded_text", "correlation_id", "data",
+)  # fmt: skip
 CASE_COLUMNS = (
     "municipality",
     "case_id",
@@ -529,64 +547,42 @@ DEADLINE_COLUMNS = (
 _string = json.encoder.encode_basestring  # a JSON string literal, as json.dumps(ensure_ascii=False)
 
 
-def event_body(env: EventEnvelope) -> str:
-    """`EventEnvelope.to_wire()` as compact JSON (what `load_events` reads back with `from_wire`),
-    put together from the known fields and the payload's own JSON instead of re-encoding it."""
-    payload = env.payload
-    kind, to_json = _PAYLOADS.get(type(payload)) or _payload_parts(type(payload))
-    position = env.position
-    return (
-        f'{{"event_id":{_string(env.event_id)},"stream_id":{_string(env.stream_id)},'
-        f'"version":{int(env.version)}{kind}"municipality":{_string(env.municipality)},'
-        f'"record_id":{_string(env.record_id)},"occurred_at":"{isoformat(env.occurred_at)}",'
-        f'"recorded_at":"{isoformat(env.recorded_at)}","correlation_id":{_string(env.correlation_id)},'
-        f'"position":{"null" if position is None else int(position)},"data":{to_json(payload).decode()}}}'
-    )
-
-
-_PAYLOADS: dict[type, tuple[str, Callable[[Any], bytes]]] = {}
-
-
-def _payload_parts(cls: type[EventPayload]) -> tuple[str, Callable[[Any], bytes]]:
-    """A payload class's `,"type":..,"schema_version":..,` members, and its JSON serializer (what
-    `model_dump_json` calls: `EventEnvelope.data_json`)."""
-    parts = _PAYLOADS[cls] = (
-        f',"type":{_string(cls.event_type)},"schema_version":{int(cls.schema_version)},',
-        cls.__pydantic_serializer__.to_json,
-    )
+def _payload_parts(cls: type[EventPayload]) -> tuple[str, int, Callable[[Any], bytes]]:
+    """A payload class's type and schema version, and its JSON serializer (what `model_dump_json`
+    calls: `EventEnvelope.data_json`, the text the log keeps)."""
+    parts = _PAYLOADS[cls] = (cls.event_type, int(cls.schema_version), cls.__pydantic_serializer__.to_json)
     return parts
 
 
+_PAYLOADS: dict[type, tuple[str, int, Callable[[Any], bytes]]] = {}
+
+
 def _event_row(env: EventEnvelope, instant: InstantEncoder) -> tuple[Any, ...]:
-    return (env.event_id, env.stream_id, env.municipality, instant(env.occurred_at), event_body(env))
+    """The `fu_events` row of an envelope (EVENT_COLUMNS): the log's texts as the event store writes
+    them (`isoformat` of the instants, the payload's JSON)."""
+    payload = env.payload
+    kind, schema, to_json = _PAYLOADS.get(type(payload)) or _payload_parts(type(payload))
+    return (
+        env.event_id, env.stream_id, env.municipality, instant(env.occurred_at), env.position, env.version,
+        kind, schema, env.record_id, isoformat(env.occurred_at), isoformat(env.recorded_at),
+        env.correlation_id, to_json(payload).decode(),
+    )  # fmt: skip
 
 
 def event_rows(
     envs: Sequence[EventEnvelope], log_rows: Sequence[tuple[Any, ...]] | None, instant: InstantEncoder
 ) -> list[tuple[Any, ...]]:
     """The `fu_events` rows of one child's events (in the order of EVENT_COLUMNS). With the events'
-    log rows (`shared.eventstore.store.LogRow`, one per envelope, in the same order) the body is put
-    together from the log's own texts, which are what `event_body` writes: the log keeps each
-    envelope's `isoformat` and `data_json` (`shared.eventstore.store`); a row whose payload is not of
-    the current schema version (upcast when decoded), or whose instants are not in that form, gets
-    `event_body` of its envelope."""
+    log rows (`shared.eventstore.store.LogRow`, one per envelope, in the same order) the row takes
+    the log's own texts, which are what `_event_row` writes: the log keeps each envelope's
+    `isoformat` and `data_json` (`shared.eventstore.store`); a row whose payload is not of the
+    current schema version (upcast when decoded), or whose instants are not in that form, gets
+    `_event_row` of its envelope."""
     if log_rows is None or _LOG is None or len(log_rows) != len(envs):
         return [_event_row(env, instant) for env in envs]
-    q = _Json()  # stream, municipality and type repeat
-    (
-        p_id,
-        p_stream,
-        p_version,
-        p_type,
-        p_schema,
-        p_muni,
-        p_record,
-        p_occurred,
-        p_recorded,
-        p_corr,
-        p_pos,
-        p_data,
-    ) = _LOG
+    (p_pos, p_id, p_stream, p_version, p_type, p_schema, p_muni, p_record,
+     p_occurred, p_recorded, p_corr, p_data) = _LOG  # fmt: skip
+    from_text = instant is sqlite_instant
     out: list[tuple[Any, ...]] = []
     for env, row in zip(envs, log_rows, strict=True):
         payload = env.payload
@@ -602,14 +598,14 @@ def event_rows(
         ):
             out.append(_event_row(env, instant))
             continue
-        body = (
-            f'{{"event_id":{_string(row[p_id])},"stream_id":{q[row[p_stream]]},"version":{int(row[p_version])},'
-            f'"type":{q[row[p_type]]},"schema_version":{int(row[p_schema])},"municipality":{q[row[p_muni]]},'
-            f'"record_id":{_string(row[p_record])},"occurred_at":"{occurred}","recorded_at":"{recorded}",'
-            f'"correlation_id":{_string(row[p_corr])},"position":{int(row[p_pos])},"data":{row[p_data]}}}'
+        out.append(
+            (
+                row[p_id], row[p_stream], row[p_muni],
+                sqlite_utc_text_of(occurred) if from_text else instant(env.occurred_at),
+                row[p_pos], row[p_version], row[p_type], row[p_schema], row[p_record], occurred, recorded,
+                row[p_corr], row[p_data],
+            )  # fmt: skip
         )
-        occurred_at = sqlite_utc_text_of(occurred) if instant is sqlite_instant else instant(env.occurred_at)
-        out.append((env.event_id, env.stream_id, env.municipality, occurred_at, body))
     return out
 
 
@@ -631,8 +627,8 @@ def _log_positions(columns: Sequence[str] | None) -> tuple[int, ...] | None:
     """Where each field is in a log row of these columns (the runner's `LOG_COLUMNS`), in the order
     `event_rows` takes them; None without columns (a runner that hands no log rows)."""
     names = (
-        "event_id", "stream_id", "version", "type", "schema_version", "municipality", "record_id",
-        "occurred_at", "recorded_at", "correlation_id", "position", "data",
+        "position", "event_id", "stream_id", "version", "type", "schema_version", "municipality",
+        "record_id", "occurred_at", "recorded_at", "correlation_id", "data",
     )  # fmt: skip
     if columns is None or not set(names) <= set(columns):
         return None

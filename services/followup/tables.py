@@ -31,7 +31,17 @@ fu_events = Table(
     Column("stream_id", String(200), nullable=False),
     Column("municipality", String(3), nullable=False),
     Column("occurred_at", Instant, nullable=False),
-    Column("body", Text, nullable=False),  # EventEnvelope.to_wire() as JSON
+    # the envelope as the event log keeps it (shared.eventstore.schema: its own texts of the instants
+    # and of the payload); decoded by shared.eventstore.store.log_row_to_envelope
+    Column("position", BigInteger),
+    Column("version", Integer, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Column("record_id", String(200), nullable=False),
+    Column("occurred_text", String(40), nullable=False),
+    Column("recorded_text", String(40), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Column("data", Text, nullable=False),
     Index("ix_fu_events_stream", "stream_id"),
     Index("ix_fu_events_municipality_occurred", "municipality", "occurred_at"),
 )

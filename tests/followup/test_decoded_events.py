@@ -7,10 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from services.followup.projection import DecodedEvents, FollowupProjection
-from services.followup.tables import fu_events
+from services.followup.projection import _EVENTS_OF, DecodedEvents, FollowupProjection
 from shared.casework.views import case_view
 from shared.events.envelope import EventEnvelope
 from tests.followup.followup_factory import Stream, local
@@ -85,7 +84,7 @@ def test_threads_share_it(tmp_path: Path) -> None:
     projection = FollowupProjection()
     streams = [_child(engine, projection, f"c-t{i}") for i in range(6)]
     with engine.connect() as conn:
-        rows = [tuple(r) for r in conn.execute(select(fu_events.c.event_id, fu_events.c.body))]
+        rows = [tuple(r) for r in conn.execute(_EVENTS_OF, {"ids": [s.stream_id for s in streams]})]
     cache = DecodedEvents(size=5)  # smaller than the rows: threads evict while others read
     want = {env.event_id: env for s in streams for env in s.events}
     errors: list[BaseException] = []
@@ -93,8 +92,8 @@ def test_threads_share_it(tmp_path: Path) -> None:
     def read() -> None:
         try:
             for _ in range(50):
-                for event_id, body in rows:
-                    assert cache.get(event_id, body) == want[event_id]
+                for row in rows:
+                    assert cache.get(row) == want[row[1]]
         except BaseException as exc:  # reported below
             errors.append(exc)
 

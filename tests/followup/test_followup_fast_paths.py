@@ -1,4 +1,4 @@
-"""The follow-up service's fast paths give what the plain ones give: the stored event body, the raw
+"""The follow-up service's fast paths give what the plain ones give: the stored event row, the raw
 bulk INSERTs, the SQL state filter, and the worklist rendered as JSON text (with the stored `doc`
 and `caseworker_since`, and without them on rows derived before those columns existed)."""
 
@@ -30,9 +30,9 @@ from sqlalchemy import (
 )
 
 from services.followup.app import create_app, create_tables
-from services.followup.bulkwrite import insert_many, instant_encoder
+from services.followup.bulkwrite import insert_many, instant_encoder, sqlite_instant
 from services.followup.config import Settings
-from services.followup.projection import FollowupProjection, event_body
+from services.followup.projection import _EVENTS_OF, EVENT_COLUMNS, FollowupProjection, _event_row
 from services.followup.queries import (
     WorklistJson,
     _state_condition,
@@ -41,12 +41,13 @@ from services.followup.queries import (
     worklist_json,
     worklist_json_rendered,
 )
-from services.followup.tables import fu_deadlines, fu_events
+from services.followup.tables import fu_deadlines
 from shared.casework.deadlines import STATES
 from shared.casework.views import deadline_view
 from shared.db import make_engine
 from shared.events.catalogue import UnderretningReceived
 from shared.events.envelope import EventEnvelope
+from shared.eventstore.store import log_row_to_envelope
 from tests.followup.followup_factory import Stream, local
 from tests.followup.scenarios import all_streams
 
@@ -89,10 +90,15 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     e.dispose()
 
 
-# --------------------------------------------------------------------------- event body
+# --------------------------------------------------------------------------- event row
+
+_AS_LOG_ROW = (  # the fu_events columns of a `LogRow`, in `LOG_COLUMNS` order
+    "position", "event_id", "stream_id", "version", "type", "schema_version", "municipality",
+    "record_id", "occurred_text", "recorded_text", "correlation_id", "data",
+)  # fmt: skip
 
 
-def test_event_body_reads_back_as_the_envelope() -> None:
+def test_a_stored_event_row_reads_back_as_the_envelope() -> None:
     events = every_event()
     first = events[0]
     assert isinstance(first.payload, UnderretningReceived)
@@ -105,9 +111,11 @@ def test_event_body_reads_back_as_the_envelope() -> None:
         payload=first.payload.model_copy(update={"team_id": "team 'Ø' \u2028"}),
     )
     for env in [*events, odd]:
-        body = event_body(env)
-        assert json.loads(body) == env.to_wire()
-        assert EventEnvelope.from_wire(json.loads(body)) == env
+        row = dict(zip(EVENT_COLUMNS, _event_row(env, sqlite_instant), strict=True))
+        assert row["occurred_text"] == env.occurred_at.isoformat()
+        assert row["recorded_text"] == env.recorded_at.isoformat()
+        assert row["data"] == env.data_json()
+        assert log_row_to_envelope(tuple(row[c] for c in _AS_LOG_ROW)) == env
 
 
 # --------------------------------------------------------------------------- raw bulk insert
@@ -374,8 +382,13 @@ def test_upgrading_marks_derived_children_for_re_deriving(tmp_path: Path) -> Non
             {k: v for k, v in row._mapping.items() if k not in ("id", "doc", "caseworker_since", "settled")}
             for row in conn.execute(select(fu_deadlines))
         ]
-    with reference_engine.connect() as conn:
-        events = [dict(row._mapping) for row in conn.execute(select(fu_events))]
+    streams = {row["stream_id"] for row in old_rows}
+    with reference_engine.connect() as conn:  # as the code before the columns of the log stored them
+        events = [
+            {"event_id": env.event_id, "stream_id": env.stream_id, "municipality": env.municipality,
+             "occurred_at": sqlite_instant(env.occurred_at), "body": json.dumps(env.to_wire())}
+            for env in map(log_row_to_envelope, conn.execute(_EVENTS_OF, {"ids": list(streams)}))
+        ]
     with engine.begin() as conn:  # rows as the code before the revision wrote them
         conn.exec_driver_sql("DELETE FROM fu_dirty")
         for row in [*old_rows, *events]:

@@ -3,7 +3,7 @@
 - `_rows_of` writes each case's columns as `case_view` has them, each deadline's `doc` as
   `deadline_doc` and `settled` as the moment-dependent members of `deadline_view` (checked here
   against those functions, for the scenario children and for generated ones);
-- `event_rows` builds `fu_events` bodies from the log's own texts equal to `event_body` of the
+- `event_rows` builds `fu_events` rows from the log's own texts equal to `_event_row` of the
   envelopes (and falls back to it for a row it cannot vouch for);
 - a deferred replay drops the derived tables' secondary indexes and `flush` (or the next ordinary
   `apply`) builds them again: the schema is then the declared one, the tables the same.
@@ -164,7 +164,7 @@ def odd_events_child() -> Stream:
     return s
 
 
-def test_event_bodies_from_the_log_are_the_envelopes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_event_rows_from_the_log_are_those_of_the_envelopes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(P, "_LOG", P._log_positions(COLUMNS))
     instant = instant_encoder(make_engine("sqlite://").dialect)
     children = logged(tmp_path, [*all_streams(), odd_events_child()])
