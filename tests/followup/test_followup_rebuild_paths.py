@@ -164,7 +164,9 @@ def odd_events_child() -> Stream:
     return s
 
 
-def test_event_rows_from_the_log_are_the_envelopes_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_event_rows_from_the_log_are_the_envelopes_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(P, "_LOG", P._log_positions(COLUMNS))
     instant = instant_encoder(make_engine("sqlite://").dialect)
     children = logged(tmp_path, [*all_streams(), odd_events_child()])
