@@ -89,21 +89,12 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 # `ids`: an expanding list parameter (a chunk of at most CHUNK values).
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 _KNOWN_EVENTS = select(fu_events.c.event_id).where(fu_events.c.event_id.in_(_IDS))
-# a stored event as a `LogRow` (the log's columns, in `LOG_COLUMNS` order)
-_EVENTS_OF = select(
-    fu_events.c.position,
-    fu_events.c.event_id,
-    fu_events.c.stream_id,
-    fu_events.c.version,
-    fu_events.c.type,
-    fu_events.c.schema_version,
-    fu_events.c.municipality,
-    fu_events.c.record_id,
-    fu_events.c.occurred_text,
-    fu_events.c.recorded_text,
-    fu_events.c.correlation_id,
-    fu_events.c.data,
-).where(fu_events.c.stream_id.in_(_IDS))
+# a stored event as a `LogRow`: the log's columns in `LOG_COLUMNS` order (the instants' texts are
+# `occurred_text` and `recorded_text` here, `occurred_at` being the instant to compare)
+_TEXT_COLUMNS = {"occurred_at": "occurred_text", "recorded_at": "recorded_text"}
+_EVENTS_OF = select(*(fu_events.c[_TEXT_COLUMNS.get(name, name)] for name in _store.LOG_COLUMNS)).where(
+    fu_events.c.stream_id.in_(_IDS)
+)
 _DIRTY_OF = select(fu_dirty.c.stream_id).where(fu_dirty.c.stream_id.in_(_IDS))
 _DIRTY_FIRST = select(fu_dirty.c.stream_id).order_by(fu_dirty.c.stream_id).limit(bindparam("limit"))
 _CLEAR_DIRTY = delete(fu_dirty).where(fu_dirty.c.stream_id.in_(_IDS))
