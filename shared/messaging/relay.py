@@ -104,8 +104,22 @@ class OutboxRelay:
         """Relay until stopped. On PostgreSQL only the holder of an advisory lock relays."""
         stop = stop or self._stop
         backoff = 0.5
-        with self.engine.connect() as lock_conn:
-            self._wait_for_leadership(lock_conn, stop)
+        while not stop.is_set():  # the database may be down when the relay starts: wait for it
+            lock_conn = None
+            try:
+                lock_conn = self.engine.connect()
+                self._wait_for_leadership(lock_conn, stop)
+                break
+            except Exception as exc:
+                if lock_conn is not None:
+                    lock_conn.close()
+                log.warning("outbox relay: database not reachable, retrying", extra={"error": repr(exc)})
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        else:
+            return
+        backoff = 0.5
+        with lock_conn:
             while not stop.is_set():
                 try:
                     n = self.run_once()
